@@ -1,0 +1,317 @@
+//! `annal`: the server and its operator commands. Wiring only: parse the
+//! configuration, set up logs, reach the database, call the library.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+use annal::config::{Settings, write_secret};
+use annal::http::{self, AppState};
+use annal::ledger::TenantId;
+use annal::service::auth::Scope;
+use annal::service::events::Ledger;
+use annal::service::keys::Keys;
+use annal::service::{ServiceError, SharedClock, SystemClock, tenants};
+use annal::store::{self, Store};
+
+/// Append-only, tamper-evident audit ledger.
+#[derive(Parser)]
+#[command(name = "annal", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Data directory of the embedded PostgreSQL (used when DATABASE_URL is unset).
+    #[arg(long, env = "ANNAL_DATA_DIR", default_value = "./annal-data", global = true)]
+    data_dir: PathBuf,
+    /// Connection string of the app role (URL or key=value). Unset: run an embedded cluster.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
+    /// Connection string of the migrator role, for `annal migrate` with DATABASE_URL.
+    #[arg(long, env = "ANNAL_MIGRATOR_DATABASE_URL", hide_env_values = true, global = true)]
+    migrator_database_url: Option<String>,
+    /// Database connections per process.
+    #[arg(long, env = "ANNAL_DB_POOL_SIZE", default_value_t = 16, global = true)]
+    pool_size: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+    /// Apply database migrations (as the migrator role).
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ANNAL_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// Largest request body in bytes.
+    #[arg(long, env = "ANNAL_BODY_LIMIT", default_value_t = http::DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+    /// HTTP worker threads (default: one per CPU core).
+    #[arg(long, env = "ANNAL_WORKERS")]
+    workers: Option<usize>,
+    /// Most events sealed in one group-commit transaction.
+    #[arg(long, env = "ANNAL_MAX_GROUP", default_value_t = 2000)]
+    max_group: usize,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant (an organisation with its own trail).
+    Create {
+        /// Display name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key; its secret is shown once.
+    Create {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: Uuid,
+        /// Comma-separated scopes: events:write, events:read.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API key; it stops working on the next request.
+    Revoke {
+        /// Key id.
+        id: Uuid,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    annal::telemetry::init();
+    let result = actix_web::rt::System::new().block_on(run(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("annal: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings {
+        data_dir: cli.global.data_dir.clone(),
+        database_url: cli.global.database_url.clone(),
+        migrator_database_url: cli.global.migrator_database_url.clone(),
+        api_key_pepper: std::env::var("ANNAL_API_KEY_PEPPER").ok(),
+    };
+    match cli.command {
+        Command::Serve(args) => serve(&settings, &cli.global, args).await,
+        command => {
+            let deployment = settings.open().await?;
+            let outcome = operate(&settings, &cli.global, &deployment, command).await;
+            if let Some(embedded) = &deployment.embedded {
+                embedded.release()?;
+            }
+            outcome
+        }
+    }
+}
+
+async fn operate(
+    settings: &Settings,
+    global: &Global,
+    deployment: &annal::config::Deployment,
+    command: Command,
+) -> anyhow::Result<()> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let store = Store::connect(&deployment.app_url, 2)?;
+    match command {
+        Command::Serve(_) => unreachable!("serve is handled by run"),
+        Command::Migrate => {
+            if deployment.embedded.is_none() {
+                let url = global.migrator_database_url.as_deref().context(
+                    "ANNAL_MIGRATOR_DATABASE_URL is not set: migrations run as the migrator role, \
+                     not the app role of DATABASE_URL",
+                )?;
+                let applied = store::migrate(url).await?;
+                println!("applied {applied} migration(s); schema at version {}", store::expected_schema_version());
+            } else {
+                println!("embedded database migrated; schema at version {}", store::expected_schema_version());
+            }
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Create { name, json }) => {
+            let created = tenants::create(&store, &clock, &name).await.map_err(explain)?;
+            if json {
+                println!("{}", serde_json::to_string(&created)?);
+            } else {
+                println!("created tenant {:?} with id {}", created.name, created.tenant_id);
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Create { tenant, scopes, json }) => {
+            let scopes = parse_scopes(&scopes)?;
+            let keys = Keys::new(store, settings.pepper()?, clock);
+            let created = keys
+                .create(TenantId::from_uuid(tenant), &scopes)
+                .await
+                .map_err(explain)?;
+            if json {
+                println!("{}", serde_json::to_string(&created)?);
+            } else {
+                println!(
+                    "created API key {} for tenant {} with scopes {}\n\n    {}\n\nThis is the only time the key is shown: store it now.",
+                    created.id,
+                    created.tenant_id,
+                    created.scopes.join(","),
+                    created.api_key
+                );
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Revoke { id, json }) => {
+            let keys = Keys::new(store, settings.pepper()?, clock);
+            let revoked = keys.revoke(id).await.map_err(explain)?;
+            if json {
+                println!("{}", serde_json::to_string(&revoked)?);
+            } else if revoked.newly_revoked {
+                println!("revoked API key {}", revoked.id);
+            } else {
+                println!("API key {} was already revoked", revoked.id);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn parse_scopes(names: &[String]) -> anyhow::Result<Vec<Scope>> {
+    names
+        .iter()
+        .map(|n| {
+            Scope::parse(n.trim()).with_context(|| {
+                format!("unknown scope {n:?}; scopes are events:write and events:read")
+            })
+        })
+        .collect()
+}
+
+fn explain(error: ServiceError) -> anyhow::Error {
+    anyhow::anyhow!(error)
+}
+
+async fn serve(settings: &Settings, global: &Global, args: ServeArgs) -> anyhow::Result<()> {
+    let deployment = settings.open().await?;
+    let outcome = serve_on(settings, global, args, &deployment).await;
+    if let Some(embedded) = &deployment.embedded {
+        tracing::info!("stopping the embedded PostgreSQL");
+        embedded.release()?;
+    }
+    outcome
+}
+
+async fn serve_on(
+    settings: &Settings,
+    global: &Global,
+    args: ServeArgs,
+    deployment: &annal::config::Deployment,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&deployment.app_url, global.pool_size)?;
+    store.check_server_role().await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let keys = Keys::new(store.clone(), settings.pepper()?, clock.clone());
+    let ledger = Ledger::new(store.clone(), clock.clone(), args.max_group);
+    let listener = TcpListener::bind(&args.bind)
+        .with_context(|| format!("binding {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    if let Some(embedded) = &deployment.embedded {
+        let marker = embedded.data_dir.join(DEMO_PENDING);
+        if embedded.created_here {
+            std::fs::write(&marker, b"")?;
+        }
+        if marker.exists() {
+            create_demo(&store, &keys, &clock, &embedded.data_dir, &addr.to_string()).await?;
+            std::fs::remove_file(&marker)?;
+        }
+    }
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    });
+    let state = AppState {
+        ledger,
+        keys,
+        store,
+        body_limit: args.body_limit,
+    };
+    let server = http::serve(listener, state, workers)?;
+    tracing::info!(http.addr = %addr, embedded = deployment.embedded.is_some(), "listening");
+    server.await?;
+    tracing::info!("stopped serving");
+    Ok(())
+}
+
+const DEMO_PENDING: &str = ".demo-pending";
+const DEMO_CREDENTIALS: &str = "demo-credentials.json";
+
+/// First start of the embedded default: a `demo` tenant and a key with
+/// every scope, shown once on the terminal (never in the log stream) and
+/// kept 0600 in the data directory.
+async fn create_demo(
+    store: &Store,
+    keys: &Keys,
+    clock: &SharedClock,
+    data_dir: &Path,
+    addr: &str,
+) -> anyhow::Result<()> {
+    let path = data_dir.join(DEMO_CREDENTIALS);
+    if path.exists() {
+        bail!("{} exists but the demo was not finished; remove it to start over", path.display());
+    }
+    let tenant = tenants::create(store, clock, "demo").await.map_err(explain)?;
+    let key = keys.create(tenant.tenant_id, &Scope::ALL).await.map_err(explain)?;
+    let credentials = serde_json::json!({
+        "tenant_id": tenant.tenant_id,
+        "api_key": key.api_key,
+    });
+    write_secret(&path, serde_json::to_string_pretty(&credentials)?.as_bytes())?;
+    eprintln!(
+        "\nAnnal is set up with a demo tenant. These credentials are shown once\n\
+         (a copy is in {path}, readable only by you):\n\n\
+         \x20 tenant_id: {tenant_id}\n\
+         \x20 api_key:   {api_key}\n\n\
+         Post a first event:\n\n\
+         \x20 curl -s http://{addr}/v1/events -H \"Authorization: Bearer {api_key}\" \\\n\
+         \x20   -H 'Content-Type: application/json' \\\n\
+         \x20   -d '{{\"action\":\"salary.update\",\"actor\":{{\"id\":\"u-1\",\"type\":\"user\"}},\"resource\":{{\"type\":\"employee\",\"id\":\"e-42\"}}}}'\n",
+        path = path.display(),
+        tenant_id = tenant.tenant_id,
+        api_key = key.api_key,
+    );
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Where the database is and how to reach it, for `serve` and the operator
+//! commands alike, so they always reach the same database.
+//!
+//! Without `DATABASE_URL`, Annal runs its own PostgreSQL cluster under the
+//! data directory (`<data dir>/postgres`), creates its roles and database,
+//! migrates it, and keeps the API key pepper in `<data dir>/api-key-pepper`.
+//! With `DATABASE_URL`, it uses that server and creates nothing by itself.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::crypto::Pepper;
+use crate::pg::{self, Cluster};
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Data directory of the embedded default.
+    pub data_dir: PathBuf,
+    /// The app role's connection string; `None` selects the embedded default.
+    pub database_url: Option<String>,
+    /// The migrator role's connection string (for `annal migrate`).
+    pub migrator_database_url: Option<String>,
+    /// Hex API key pepper (required with `DATABASE_URL`).
+    pub api_key_pepper: Option<String>,
+}
+
+/// A database ready to be used, and how it was reached.
+pub struct Deployment {
+    /// Connection string of the app role.
+    pub app_url: String,
+    /// Connection string of the migrator role, if known.
+    pub migrator_url: Option<String>,
+    /// The embedded cluster, when we run one.
+    pub embedded: Option<Embedded>,
+}
+
+/// The embedded cluster and what this process did to it.
+pub struct Embedded {
+    /// The cluster.
+    pub cluster: Cluster,
+    /// Whether this process started the server (and so should stop it).
+    pub started_here: bool,
+    /// Whether this process created the cluster just now.
+    pub created_here: bool,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Embedded {
+    /// Stops the server if this process started it.
+    pub fn release(&self) -> anyhow::Result<()> {
+        if self.started_here {
+            self.cluster.stop().context("stopping the embedded PostgreSQL")?;
+        }
+        Ok(())
+    }
+}
+
+const PEPPER_FILE: &str = "api-key-pepper";
+
+impl Settings {
+    /// Reaches the database: the configured server, or the embedded cluster
+    /// (created, started and migrated as needed).
+    pub async fn open(&self) -> anyhow::Result<Deployment> {
+        let Some(url) = &self.database_url else {
+            return self.open_embedded().await;
+        };
+        Ok(Deployment {
+            app_url: url.clone(),
+            migrator_url: self.migrator_database_url.clone(),
+            embedded: None,
+        })
+    }
+
+    /// The API key pepper: from the environment with `DATABASE_URL`, from
+    /// the data directory otherwise.
+    pub fn pepper(&self) -> anyhow::Result<Pepper> {
+        if let Some(hex) = &self.api_key_pepper {
+            return Ok(Pepper::from_hex(hex)?);
+        }
+        if self.database_url.is_some() {
+            bail!(
+                "ANNAL_API_KEY_PEPPER is not set: with DATABASE_URL, every annal process needs the \
+                 same pepper (64 hex characters, e.g. `openssl rand -hex 32`), kept secret"
+            );
+        }
+        let path = self.data_dir.join(PEPPER_FILE);
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading the API key pepper {}", path.display()))?;
+        Ok(Pepper::from_hex(&text)?)
+    }
+
+    async fn open_embedded(&self) -> anyhow::Result<Deployment> {
+        fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
+        // Others may pass through (the postgres user must reach its
+        // cluster) but not list or read anything.
+        fs::set_permissions(&self.data_dir, fs::Permissions::from_mode(0o711))?;
+        let pepper_path = self.data_dir.join(PEPPER_FILE);
+        if !pepper_path.exists() {
+            write_secret(&pepper_path, Pepper::generate().to_hex().as_bytes())?;
+        }
+        let cluster = Cluster::at(&self.data_dir.join("postgres"))?;
+        let created_here = !cluster.is_initialised();
+        if created_here {
+            cluster.init()?;
+        }
+        let started_here = !cluster.is_running();
+        cluster.start()?;
+        if created_here {
+            cluster.create_roles()?;
+            cluster.create_database(pg::DATABASE)?;
+        }
+        let migrator_url = cluster.connection_string(pg::MIGRATOR_ROLE, pg::DATABASE);
+        crate::store::migrate(&migrator_url)
+            .await
+            .context("migrating the embedded database")?;
+        Ok(Deployment {
+            app_url: cluster.connection_string(pg::APP_ROLE, pg::DATABASE),
+            migrator_url: Some(migrator_url),
+            embedded: Some(Embedded {
+                cluster,
+                started_here,
+                created_here,
+                data_dir: self.data_dir.clone(),
+            }),
+        })
+    }
+}
+
+/// Writes `contents` to a new file readable by its owner only.
+pub fn write_secret(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}

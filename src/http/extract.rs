@@ -1,0 +1,103 @@
+//! Extractors: the authenticated caller and a strictly parsed JSON body.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::StreamExt as _;
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::service::ServiceError;
+use crate::service::auth::Principal;
+
+/// The caller, authenticated by `Authorization: Bearer <API key>`.
+#[derive(Debug)]
+pub struct Caller(pub Principal);
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_owned());
+        Box::pin(async move {
+            let state = state.ok_or_else(|| {
+                ApiError::Service(ServiceError::Internal(anyhow::anyhow!("app state missing")))
+            })?;
+            let token = token.ok_or(ApiError::Service(ServiceError::Unauthenticated))?;
+            let principal = state.keys.authenticate(&token).await?;
+            tracing::Span::current().record("tenant_id", tracing::field::display(principal.tenant()));
+            Ok(Caller(principal))
+        })
+    }
+}
+
+/// Reads a JSON body of at most `limit` bytes into `T`, mapping each way it
+/// can be wrong to its own error code.
+pub async fn json_body<T: DeserializeOwned>(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    limit: usize,
+) -> Result<T, ApiError> {
+    if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
+        let ok = content_type
+            .to_str()
+            .map(|ct| {
+                let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                essence == "application/json" || essence.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !ok {
+            return Err(ApiError::BadRequest {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "unsupported_media_type",
+                message: "the body must be application/json".into(),
+            });
+        }
+    }
+    let too_large = || ApiError::BadRequest {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "body_too_large",
+        message: format!("the body exceeds the limit of {limit} bytes"),
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("malformed_body", e.to_string()))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::bad_request("invalid_utf8", "the body is not valid UTF-8"))?;
+    serde_json::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        let code = match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => "malformed_json",
+            Category::Data if message.starts_with("unknown field") => "unknown_field",
+            Category::Data if message.starts_with("missing field") => "missing_field",
+            Category::Data if message.starts_with("invalid type") => "invalid_type",
+            Category::Data => "invalid_field",
+        };
+        ApiError::bad_request(code, message)
+    })
+}

@@ -1,0 +1,76 @@
+//! HTTP: actix-web routes, extractors and the mapping of errors. Handlers
+//! stay thin: extract, authorize, call the service, map the answer.
+
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod health;
+pub mod openapi;
+pub mod request_id;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+
+use crate::service::events::Ledger;
+use crate::service::keys::Keys;
+use crate::store::Store;
+use error::ApiError;
+
+/// Default request body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Appending and reading trails.
+    pub ledger: Ledger,
+    /// Authentication.
+    pub keys: Keys,
+    /// The database, for readiness.
+    pub store: Store,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+}
+
+/// Registers every route of the API.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .app_data(web::QueryConfig::default().error_handler(|error, _| {
+            ApiError::bad_request("invalid_query", error.to_string()).into()
+        }))
+        .app_data(web::PathConfig::default().error_handler(|error, _| {
+            ApiError::bad_request("invalid_path", error.to_string()).into()
+        }))
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(openapi::document)
+        .service(events::append_batch)
+        .service(events::append_one)
+        .service(events::search)
+        .service(events::by_seq)
+        .default_service(web::to(|| async {
+            Err::<actix_web::HttpResponse, _>(ApiError::BadRequest {
+                status: actix_web::http::StatusCode::NOT_FOUND,
+                code: "not_found",
+                message: "no such endpoint".into(),
+            })
+        }));
+}
+
+/// Starts serving on `listener` with `workers` threads.
+pub fn serve(listener: TcpListener, state: AppState, workers: usize) -> std::io::Result<Server> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(request_id::assign))
+            .app_data(data.clone())
+            .configure(routes)
+    })
+    .workers(workers)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

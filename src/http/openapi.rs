@@ -1,0 +1,47 @@
+//! The OpenAPI 3.1 description, generated from the handlers and types so it
+//! cannot drift from them.
+
+use actix_web::{HttpResponse, get};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Annal", description = "Append-only, tamper-evident audit ledger."),
+    paths(
+        super::events::append_one,
+        super::events::append_batch,
+        super::events::search,
+        super::events::by_seq,
+        super::health::healthz,
+        super::health::readyz,
+        document,
+    ),
+    modifiers(&BearerKey),
+    tags(
+        (name = "events", description = "Append and read a tenant's audit trail"),
+        (name = "operations", description = "Health and API description"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[get("/v1/openapi.json")]
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,241 @@
+//! PostgreSQL: the pool, migrations, the tenant-scoped transaction and the
+//! queries, one module per table family.
+//!
+//! Every query on a tenant table runs on a [`TenantTx`], which sets the tenant
+//! transaction-locally before anything else; row-level security in the
+//! database enforces the same rule a second time. This module never decides
+//! who may do what (that is the service layer) and never builds SQL from
+//! strings: each query is a `const` beside the function that runs it.
+
+pub mod api_keys;
+pub mod events;
+pub mod tenants;
+
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::ledger::TenantId;
+
+mod embedded {
+    refinery::embed_migrations!("sql");
+}
+
+/// The schema version this build expects (the highest migration in `sql/`).
+pub fn expected_schema_version() -> i32 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .map_or(0, |v| i32::try_from(v).unwrap_or(i32::MAX))
+}
+
+/// What can go wrong talking to PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had from the pool.
+    #[error("no database connection available: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The database refused or failed a statement.
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A connection string did not parse.
+    #[error("invalid database connection string: {0}")]
+    Config(String),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+    /// A stored row does not have the shape the code expects.
+    #[error("stored row is malformed: {0}")]
+    Corrupt(String),
+    /// The server role could bypass the ledger's protections.
+    #[error("refusing to run as database role {role}: {reason}")]
+    UnsafeRole {
+        /// The role the server connected as.
+        role: String,
+        /// Which protection it could bypass.
+        reason: String,
+    },
+    /// The database schema is not the one this build expects.
+    #[error(
+        "database schema is at version {found}, this build needs {expected}: run `annal migrate`"
+    )]
+    SchemaVersion {
+        /// Version found in the database (0 when not migrated).
+        found: i32,
+        /// Version this build expects.
+        expected: i32,
+    },
+}
+
+impl StoreError {
+    /// The SQLSTATE of a database error, if this is one.
+    pub fn sqlstate(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            StoreError::Postgres(e) => e.code(),
+            _ => None,
+        }
+    }
+}
+
+/// A pool of connections as the app role.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Builds a pool for `connection_string` (URL or `key=value` form). Does
+    /// not connect yet.
+    pub fn connect(connection_string: &str, max_size: usize) -> Result<Store, StoreError> {
+        let config = tokio_postgres::Config::from_str(connection_string)
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Store { pool })
+    }
+
+    /// Takes a connection from the pool.
+    pub async fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(Conn(self.pool.get().await?))
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.pool.get().await?;
+        conn.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Refuses roles that could get around the ledger's protections
+    /// (superuser, BYPASSRLS, or owning — directly or through membership —
+    /// any object of the `annal` schema), and schemas of another version.
+    pub async fn check_server_role(&self) -> Result<(), StoreError> {
+        const ROLE: &str = "SELECT current_user::text, rolsuper, rolbypassrls \
+                            FROM pg_roles WHERE rolname = current_user";
+        const OWNED: &str = "SELECT count(*) FROM pg_class c \
+                             JOIN pg_namespace n ON n.oid = c.relnamespace \
+                             WHERE n.nspname = 'annal' AND pg_has_role(current_user, c.relowner, 'MEMBER')";
+        const SCHEMA_OWNER: &str = "SELECT count(*) FROM pg_namespace \
+                                    WHERE nspname = 'annal' AND pg_has_role(current_user, nspowner, 'MEMBER')";
+        const MIGRATED: &str = "SELECT to_regprocedure('annal.schema_version()') IS NOT NULL";
+        const VERSION: &str = "SELECT annal.schema_version()";
+
+        let conn = self.pool.get().await?;
+        let row = conn.query_one(ROLE, &[]).await?;
+        let role: String = row.get(0);
+        let unsafe_role = |reason: &str| StoreError::UnsafeRole {
+            role: role.clone(),
+            reason: reason.to_owned(),
+        };
+        if row.get::<_, bool>(1) {
+            return Err(unsafe_role("it is a superuser"));
+        }
+        if row.get::<_, bool>(2) {
+            return Err(unsafe_role("it has BYPASSRLS"));
+        }
+        let owned: i64 = conn.query_one(OWNED, &[]).await?.get(0);
+        let schema_owned: i64 = conn.query_one(SCHEMA_OWNER, &[]).await?.get(0);
+        if owned > 0 || schema_owned > 0 {
+            return Err(unsafe_role(
+                "it owns ledger tables (connect as annal_app, not the migrator)",
+            ));
+        }
+        let expected = expected_schema_version();
+        let migrated: bool = conn.query_one(MIGRATED, &[]).await?.get(0);
+        let found = if migrated {
+            conn.query_one(VERSION, &[]).await?.get(0)
+        } else {
+            0
+        };
+        if found != expected {
+            return Err(StoreError::SchemaVersion { found, expected });
+        }
+        Ok(())
+    }
+}
+
+/// Runs the forward-only migrations in `sql/` as the migrator role.
+pub async fn migrate(migrator_connection_string: &str) -> Result<usize, StoreError> {
+    let config = tokio_postgres::Config::from_str(migrator_connection_string)
+        .map_err(|e| StoreError::Config(e.to_string()))?;
+    let (mut client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let report = embedded::migrations::runner()
+        .run_async(&mut client)
+        .await?;
+    drop(client);
+    let _ = driver.await;
+    Ok(report.applied_migrations().len())
+}
+
+/// A pooled connection. It offers no queries of its own: open a
+/// [`TenantTx`] (or, to authenticate, a key lookup) to reach any table.
+pub struct Conn(deadpool_postgres::Object);
+
+impl Conn {
+    /// Opens a transaction scoped to `tenant`.
+    pub async fn tenant(&mut self, tenant: TenantId) -> Result<TenantTx<'_>, StoreError> {
+        const SET_TENANT: &str = "SELECT set_config('annal.tenant_id', $1, true)";
+        let tx = self.0.transaction().await?;
+        let stmt = tx.prepare_cached(SET_TENANT).await?;
+        tx.execute(&stmt, &[&tenant.to_string()]).await?;
+        Ok(TenantTx { tx, tenant })
+    }
+
+    pub(crate) fn client(&self) -> &deadpool_postgres::Object {
+        &self.0
+    }
+}
+
+/// A transaction in which `annal.tenant_id` is set: the only handle on
+/// which tenant tables can be queried.
+pub struct TenantTx<'a> {
+    tx: deadpool_postgres::Transaction<'a>,
+    tenant: TenantId,
+}
+
+impl TenantTx<'_> {
+    /// The tenant this transaction is scoped to.
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+
+    /// Serialises appenders of this tenant's chain across every process on
+    /// the database until the transaction ends.
+    pub async fn lock_chain(&self) -> Result<(), StoreError> {
+        const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+        let stmt = self.tx.prepare_cached(LOCK).await?;
+        self.tx.execute(&stmt, &[&chain_lock_key(self.tenant)]).await?;
+        Ok(())
+    }
+
+    pub(crate) fn inner(&self) -> &deadpool_postgres::Transaction<'_> {
+        &self.tx
+    }
+}
+
+/// The advisory lock id of a tenant's chain: the first 8 bytes of its id.
+/// Collisions between tenants only serialise them, they never break a chain.
+fn chain_lock_key(tenant: TenantId) -> i64 {
+    let bytes = tenant.as_bytes();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[..8]);
+    i64::from_be_bytes(first)
+}
