@@ -55,7 +55,9 @@ impl Embedded {
     /// Stops the server if this process started it.
     pub fn release(&self) -> anyhow::Result<()> {
         if self.started_here {
-            self.cluster.stop().context("stopping the embedded PostgreSQL")?;
+            self.cluster
+                .stop()
+                .context("stopping the embedded PostgreSQL")?;
         }
         Ok(())
     }

@@ -97,7 +97,12 @@ impl Cluster {
         };
         let bin = find_binaries()?;
         let run_as_postgres = nix::unistd::geteuid().is_root();
-        if run_as_postgres && nix::unistd::User::from_name(SUPERUSER).ok().flatten().is_none() {
+        if run_as_postgres
+            && nix::unistd::User::from_name(SUPERUSER)
+                .ok()
+                .flatten()
+                .is_none()
+        {
             return Err(ClusterError::NoPostgresUser);
         }
         Ok(Cluster {
@@ -196,7 +201,14 @@ impl Cluster {
     pub fn is_running(&self) -> bool {
         self.is_initialised()
             && self
-                .output("pg_ctl", &["status".as_ref(), "-D".as_ref(), self.data_dir().as_os_str()])
+                .output(
+                    "pg_ctl",
+                    &[
+                        "status".as_ref(),
+                        "-D".as_ref(),
+                        self.data_dir().as_os_str(),
+                    ],
+                )
                 .map(|out| out.status.success())
                 .unwrap_or(false)
     }
@@ -325,7 +337,11 @@ impl Cluster {
 /// Finds the directory of `initdb`/`pg_ctl`/`postgres`: `ANNAL_PG_BIN`, then
 /// `PATH`, then Debian's `/usr/lib/postgresql/<version>/bin` (newest first).
 pub fn find_binaries() -> Result<PathBuf, ClusterError> {
-    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
     if let Some(dir) = std::env::var_os("ANNAL_PG_BIN") {
         let dir = PathBuf::from(dir);
         return if has_all(&dir) {

@@ -54,7 +54,9 @@ fn payload() -> Payload {
             "adjustments": [],
             "note": "promoção 🎉",
         })),
-        metadata: Some(json!({"reason": "annual review", "approvers": ["m-1", "m-2"], "delta": -6000})),
+        metadata: Some(
+            json!({"reason": "annual review", "approvers": ["m-1", "m-2"], "delta": -6000}),
+        ),
     }
 }
 
@@ -121,7 +123,10 @@ const CHAIN_1: &str = "cc9cd5419c15e110d9b76a7639aa48dfcdbb1af4b90bb9c699ab099ec
 #[test]
 fn timestamps_in_the_vectors_are_these_microsecond_counts() {
     assert_eq!(received_at().micros(), 1_709_296_496_789_012);
-    assert_eq!(payload().occurred_at.unwrap().micros(), 1_709_296_490_000_123);
+    assert_eq!(
+        payload().occurred_at.unwrap().micros(),
+        1_709_296_490_000_123
+    );
 }
 
 #[test]
@@ -129,7 +134,10 @@ fn record_0_encodes_and_hashes_to_the_golden_bytes() {
     let sealed = sealed();
     assert_eq!(hex::encode(&sealed.payload), PAYLOAD_0);
     assert_eq!(sealed.header.payload_commitment.to_hex(), COMMITMENT_0);
-    assert_eq!(commit_payload(&salt(), &sealed.payload).to_hex(), COMMITMENT_0);
+    assert_eq!(
+        commit_payload(&salt(), &sealed.payload).to_hex(),
+        COMMITMENT_0
+    );
     assert_eq!(hex::encode(&sealed.record), RECORD_0);
     assert_eq!(sealed.leaf_hash.to_hex(), LEAF_0);
     assert_eq!(leaf_hash(&sealed.record).to_hex(), LEAF_0);
@@ -165,9 +173,18 @@ fn golden_bytes_decode_to_the_fixtures() {
     assert_eq!(header.event_id, event());
     assert_eq!(header.received_at, received_at());
     assert_eq!(header.action, "employee.salary.update");
-    assert_eq!(decode_payload(&hex::decode(PAYLOAD_0).unwrap()).unwrap(), payload());
-    assert_eq!(decode_payload(&hex::decode(PAYLOAD_1).unwrap()).unwrap(), second_payload());
-    assert_eq!(Header::decode(&hex::decode(RECORD_1).unwrap()).unwrap(), second_sealed().header);
+    assert_eq!(
+        decode_payload(&hex::decode(PAYLOAD_0).unwrap()).unwrap(),
+        payload()
+    );
+    assert_eq!(
+        decode_payload(&hex::decode(PAYLOAD_1).unwrap()).unwrap(),
+        second_payload()
+    );
+    assert_eq!(
+        Header::decode(&hex::decode(RECORD_1).unwrap()).unwrap(),
+        second_sealed().header
+    );
 }
 
 /// The two golden records as `GET /v1/events` serves them (newest first),
@@ -259,7 +276,10 @@ fn annal_verify_names_the_first_failing_seq() {
     let (code, text) = run_cli(&[&path], false);
     assert_eq!(code, 1);
     assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(text.starts_with("FAILED: seq 1: chain hash mismatch"), "{text}");
+    assert!(
+        text.starts_with("FAILED: seq 1: chain hash mismatch"),
+        "{text}"
+    );
 
     let (code, text) = run_cli(&[&path], true);
     assert_eq!(code, 1);

@@ -32,13 +32,23 @@ struct Cli {
 #[derive(Args)]
 struct Global {
     /// Data directory of the embedded PostgreSQL (used when DATABASE_URL is unset).
-    #[arg(long, env = "ANNAL_DATA_DIR", default_value = "./annal-data", global = true)]
+    #[arg(
+        long,
+        env = "ANNAL_DATA_DIR",
+        default_value = "./annal-data",
+        global = true
+    )]
     data_dir: PathBuf,
     /// Connection string of the app role (URL or key=value). Unset: run an embedded cluster.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     database_url: Option<String>,
     /// Connection string of the migrator role, for `annal migrate` with DATABASE_URL.
-    #[arg(long, env = "ANNAL_MIGRATOR_DATABASE_URL", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "ANNAL_MIGRATOR_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     migrator_database_url: Option<String>,
     /// Database connections per process.
     #[arg(long, env = "ANNAL_DB_POOL_SIZE", default_value_t = 16, global = true)]
@@ -161,22 +171,37 @@ async fn operate(
                      not the app role of DATABASE_URL",
                 )?;
                 let applied = store::migrate(url).await?;
-                println!("applied {applied} migration(s); schema at version {}", store::expected_schema_version());
+                println!(
+                    "applied {applied} migration(s); schema at version {}",
+                    store::expected_schema_version()
+                );
             } else {
-                println!("embedded database migrated; schema at version {}", store::expected_schema_version());
+                println!(
+                    "embedded database migrated; schema at version {}",
+                    store::expected_schema_version()
+                );
             }
             Ok(())
         }
         Command::Tenant(TenantCommand::Create { name, json }) => {
-            let created = tenants::create(&store, &clock, &name).await.map_err(explain)?;
+            let created = tenants::create(&store, &clock, &name)
+                .await
+                .map_err(explain)?;
             if json {
                 println!("{}", serde_json::to_string(&created)?);
             } else {
-                println!("created tenant {:?} with id {}", created.name, created.tenant_id);
+                println!(
+                    "created tenant {:?} with id {}",
+                    created.name, created.tenant_id
+                );
             }
             Ok(())
         }
-        Command::Keys(KeysCommand::Create { tenant, scopes, json }) => {
+        Command::Keys(KeysCommand::Create {
+            tenant,
+            scopes,
+            json,
+        }) => {
             let scopes = parse_scopes(&scopes)?;
             let keys = Keys::new(store, settings.pepper()?, clock);
             let created = keys
@@ -247,8 +272,8 @@ async fn serve_on(
     let clock: SharedClock = Arc::new(SystemClock);
     let keys = Keys::new(store.clone(), settings.pepper()?, clock.clone());
     let ledger = Ledger::new(store.clone(), clock.clone(), args.max_group);
-    let listener = TcpListener::bind(&args.bind)
-        .with_context(|| format!("binding {}", args.bind))?;
+    let listener =
+        TcpListener::bind(&args.bind).with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr()?;
     if let Some(embedded) = &deployment.embedded {
         let marker = embedded.data_dir.join(DEMO_PENDING);
@@ -260,9 +285,9 @@ async fn serve_on(
             std::fs::remove_file(&marker)?;
         }
     }
-    let workers = args.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    });
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let state = AppState {
         ledger,
         keys,
@@ -291,15 +316,26 @@ async fn create_demo(
 ) -> anyhow::Result<()> {
     let path = data_dir.join(DEMO_CREDENTIALS);
     if path.exists() {
-        bail!("{} exists but the demo was not finished; remove it to start over", path.display());
+        bail!(
+            "{} exists but the demo was not finished; remove it to start over",
+            path.display()
+        );
     }
-    let tenant = tenants::create(store, clock, "demo").await.map_err(explain)?;
-    let key = keys.create(tenant.tenant_id, &Scope::ALL).await.map_err(explain)?;
+    let tenant = tenants::create(store, clock, "demo")
+        .await
+        .map_err(explain)?;
+    let key = keys
+        .create(tenant.tenant_id, &Scope::ALL)
+        .await
+        .map_err(explain)?;
     let credentials = serde_json::json!({
         "tenant_id": tenant.tenant_id,
         "api_key": key.api_key,
     });
-    write_secret(&path, serde_json::to_string_pretty(&credentials)?.as_bytes())?;
+    write_secret(
+        &path,
+        serde_json::to_string_pretty(&credentials)?.as_bytes(),
+    )?;
     eprintln!(
         "\nAnnal is set up with a demo tenant. These credentials are shown once\n\
          (a copy is in {path}, readable only by you):\n\n\

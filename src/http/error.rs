@@ -104,7 +104,8 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         match status {
             StatusCode::UNAUTHORIZED => {
-                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));

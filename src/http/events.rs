@@ -13,8 +13,7 @@ use crate::ledger::Seq;
 use crate::service::ServiceError;
 use crate::service::auth::{ReadEvents, WriteEvents};
 use crate::service::events::{
-    BatchInput, EventInput, EventView, MAX_BATCH, Page, QueryInput, Receipt, ReceiptStatus,
-    prepare,
+    BatchInput, EventInput, EventView, MAX_BATCH, Page, QueryInput, Receipt, ReceiptStatus, prepare,
 };
 
 /// Receipts of a batch, in the order posted.
@@ -88,12 +87,18 @@ pub async fn append_batch(
     let who = caller.0.authorize::<WriteEvents>()?;
     let input: BatchInput = json_body(&req, body, state.body_limit).await?;
     if input.events.is_empty() {
-        return Err(ApiError::bad_request("empty_batch", "events must hold at least one event"));
+        return Err(ApiError::bad_request(
+            "empty_batch",
+            "events must hold at least one event",
+        ));
     }
     if input.events.len() > MAX_BATCH {
         return Err(ApiError::bad_request(
             "batch_too_large",
-            format!("a batch holds at most {MAX_BATCH} events, this one has {}", input.events.len()),
+            format!(
+                "a batch holds at most {MAX_BATCH} events, this one has {}",
+                input.events.len()
+            ),
         ));
     }
     let pending = input

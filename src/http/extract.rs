@@ -37,7 +37,8 @@ impl FromRequest for Caller {
             })?;
             let token = token.ok_or(ApiError::Service(ServiceError::Unauthenticated))?;
             let principal = state.keys.authenticate(&token).await?;
-            tracing::Span::current().record("tenant_id", tracing::field::display(principal.tenant()));
+            tracing::Span::current()
+                .record("tenant_id", tracing::field::display(principal.tenant()));
             Ok(Caller(principal))
         })
     }
@@ -54,7 +55,12 @@ pub async fn json_body<T: DeserializeOwned>(
         let ok = content_type
             .to_str()
             .map(|ct| {
-                let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let essence = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 essence == "application/json" || essence.ends_with("+json")
             })
             .unwrap_or(false);
@@ -89,6 +95,10 @@ pub async fn json_body<T: DeserializeOwned>(
     }
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::bad_request("invalid_utf8", "the body is not valid UTF-8"))?;
+    // Syntax first, so a body that is not JSON at all says so rather than
+    // naming the first field it happened to miss.
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?;
     serde_json::from_str(text).map_err(|e| {
         let message = e.to_string();
         let code = match e.classify() {

@@ -27,6 +27,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             tracing::warn!(error = %error, "not ready");
             HttpResponse::ServiceUnavailable().json(json!({ "status": "database unavailable" }))
         }
-        Err(_) => HttpResponse::ServiceUnavailable().json(json!({ "status": "database timed out" })),
+        Err(_) => {
+            HttpResponse::ServiceUnavailable().json(json!({ "status": "database timed out" }))
+        }
     }
 }

@@ -645,9 +645,22 @@ mod tests {
         let bytes = encode_json(&value);
         assert_eq!(
             bytes,
-            [0x84, 0xa1, b'Z', 4, 0xa1, b'a', 2, 0xa1, b'b', 1, 0xa2, 0xc3, 0xa9, 3]
+            [
+                0x84, 0xa1, b'Z', 4, 0xa1, b'a', 2, 0xa1, b'b', 1, 0xa2, 0xc3, 0xa9, 3
+            ]
         );
         assert_eq!(decode_json(&bytes).unwrap(), value);
+    }
+
+    #[test]
+    fn json_numbers_are_integers_only_when_written_as_fitting_integers() {
+        let first_byte = |text: &str| encode_json(&serde_json::from_str(text).unwrap())[0];
+        assert_eq!(first_byte("5"), 0x05);
+        assert_eq!(first_byte("-5"), 0xfb);
+        assert_eq!(first_byte("18446744073709551615"), 0xcf);
+        for float in ["1.0", "1e2", "18446744073709551616", "-9223372036854775809"] {
+            assert_eq!(first_byte(float), 0xcb, "{float}");
+        }
     }
 
     #[test]
@@ -658,11 +671,17 @@ mod tests {
             Err(DecodeError::NonCanonical { offset: 0 })
         );
         // 5 as int 8.
-        assert!(matches!(decode_json(&[0xd0, 5]), Err(DecodeError::NonCanonical { .. })));
+        assert!(matches!(
+            decode_json(&[0xd0, 5]),
+            Err(DecodeError::NonCanonical { .. })
+        ));
         // 1.5 as float 32.
         let mut f32_bytes = vec![0xca];
         f32_bytes.extend_from_slice(&1.5f32.to_be_bytes());
-        assert!(matches!(decode_json(&f32_bytes), Err(DecodeError::NonCanonical { .. })));
+        assert!(matches!(
+            decode_json(&f32_bytes),
+            Err(DecodeError::NonCanonical { .. })
+        ));
         // {"b":1,"a":2}: keys out of order.
         assert_eq!(
             decode_json(&[0x82, 0xa1, b'b', 1, 0xa1, b'a', 2]),
@@ -679,19 +698,37 @@ mod tests {
             Err(DecodeError::InvalidUtf8 { offset: 0 })
         );
         // A short string as str 8.
-        assert!(matches!(decode_json(&[0xd9, 1, b'a']), Err(DecodeError::NonCanonical { .. })));
+        assert!(matches!(
+            decode_json(&[0xd9, 1, b'a']),
+            Err(DecodeError::NonCanonical { .. })
+        ));
         // Trailing byte.
         assert_eq!(
             decode_json(&[0x01, 0x02]),
-            Err(DecodeError::TrailingBytes { offset: 1, extra: 1 })
+            Err(DecodeError::TrailingBytes {
+                offset: 1,
+                extra: 1
+            })
         );
         // Truncated, reserved, extension, NaN.
-        assert!(matches!(decode_json(&[0xcd, 0]), Err(DecodeError::Malformed { .. })));
-        assert!(matches!(decode_json(&[0xc1]), Err(DecodeError::Malformed { .. })));
-        assert!(matches!(decode_json(&[0xd4, 1, 1]), Err(DecodeError::Malformed { .. })));
+        assert!(matches!(
+            decode_json(&[0xcd, 0]),
+            Err(DecodeError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_json(&[0xc1]),
+            Err(DecodeError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_json(&[0xd4, 1, 1]),
+            Err(DecodeError::Malformed { .. })
+        ));
         let mut nan = vec![0xcb];
         nan.extend_from_slice(&f64::NAN.to_be_bytes());
-        assert!(matches!(decode_json(&nan), Err(DecodeError::WrongShape { .. })));
+        assert!(matches!(
+            decode_json(&nan),
+            Err(DecodeError::WrongShape { .. })
+        ));
     }
 
     #[test]
@@ -709,12 +746,18 @@ mod tests {
         let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         assert!(serde_json::from_str::<Value>(&nested(MAX_JSON_DEPTH)).is_err());
         let deepest_parsed: Value = serde_json::from_str(&nested(MAX_JSON_DEPTH - 1)).unwrap();
-        assert_eq!(decode_json(&encode_json(&deepest_parsed)).unwrap(), deepest_parsed);
+        assert_eq!(
+            decode_json(&encode_json(&deepest_parsed)).unwrap(),
+            deepest_parsed
+        );
 
         let mut at_limit = vec![0x91; MAX_JSON_DEPTH - 1];
         at_limit.push(0x90);
         assert!(decode_json(&at_limit).is_ok());
         let too_deep = vec![0x91; MAX_JSON_DEPTH + 1];
-        assert_eq!(decode_json(&too_deep), Err(DecodeError::TooDeep { field: "json" }));
+        assert_eq!(
+            decode_json(&too_deep),
+            Err(DecodeError::TooDeep { field: "json" })
+        );
     }
 }

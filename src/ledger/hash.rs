@@ -244,7 +244,10 @@ mod tests {
         let bad = format!("{}zz", "00".repeat(31));
         assert_eq!(
             Salt::from_hex(&bad),
-            Err(HexError::InvalidDigit { character: 'z', index: 62 })
+            Err(HexError::InvalidDigit {
+                character: 'z',
+                index: 62
+            })
         );
     }
 

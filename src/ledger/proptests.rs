@@ -49,14 +49,18 @@ fn arb_header() -> impl Strategy<Value = Header> {
 }
 
 fn arb_payload() -> impl Strategy<Value = Payload> {
-    let actor = (".*", ".*", proptest::option::of(".*"), proptest::option::of(".*")).prop_map(
-        |(id, kind, name, email)| Actor {
+    let actor = (
+        ".*",
+        ".*",
+        proptest::option::of(".*"),
+        proptest::option::of(".*"),
+    )
+        .prop_map(|(id, kind, name, email)| Actor {
             id,
             kind,
             name,
             email,
-        },
-    );
+        });
     let resource = (".*", ".*").prop_map(|(kind, id)| Resource { kind, id });
     let outcome = proptest::option::of(prop_oneof![Just(Outcome::Success), Just(Outcome::Failure)]);
     (
@@ -309,7 +313,7 @@ proptest! {
     ) {
         for width in [1usize, 2, 4, 8] {
             let fits = width == 8 || value < 1 << (8 * width);
-            if !fits || width + 1 <= shortest_uint_len(value) {
+            if !fits || width < shortest_uint_len(value) {
                 continue;
             }
             let raw = wide_uint(value, width);
@@ -393,5 +397,8 @@ fn json_objects_from_either_map_order_encode_identically() {
     let mut b = Map::new();
     b.insert("a".to_owned(), Value::from(2));
     b.insert("z".to_owned(), Value::from(1));
-    assert_eq!(encode_json(&Value::Object(a)), encode_json(&Value::Object(b)));
+    assert_eq!(
+        encode_json(&Value::Object(a)),
+        encode_json(&Value::Object(b))
+    );
 }

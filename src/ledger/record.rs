@@ -41,9 +41,9 @@ impl Header {
     /// `[version, tenant_id, seq, event_id, received_at, action,
     /// payload_commitment]` (see `docs/FORMAT.md`).
     pub fn encode(&self) -> Vec<u8> {
-        // 1 array + 2 version + 18 tenant + 9 seq + 18 event + 9 time
-        // + 34 commitment, plus the action.
-        let mut w = Writer::with_capacity(91 + self.action.len() + 5);
+        // Fixed parts: array 1, version 1, ids 2 × 18, seq and time ≤ 9 each,
+        // commitment 34; the action adds at most 5 header bytes.
+        let mut w = Writer::with_capacity(90 + 5 + self.action.len());
         w.array_len(HEADER_FIELDS as usize);
         w.uint(u64::from(FORMAT_VERSION));
         w.bin(self.tenant_id.as_bytes());
@@ -190,18 +190,27 @@ mod tests {
     fn a_wrong_shape_is_reported_with_its_field() {
         assert!(matches!(
             Header::decode(&[0x90]),
-            Err(DecodeError::WrongShape { field: "header", .. })
+            Err(DecodeError::WrongShape {
+                field: "header",
+                ..
+            })
         ));
         assert!(matches!(
             Header::decode(&[0x92, 0x01, 0xc0]),
-            Err(DecodeError::WrongShape { field: "header", .. })
+            Err(DecodeError::WrongShape {
+                field: "header",
+                ..
+            })
         ));
         let mut bytes = header().encode();
         // Turn tenant_id's bin 8 marker into a str 8 marker.
         bytes[2] = 0xd9;
         assert!(matches!(
             Header::decode(&bytes),
-            Err(DecodeError::WrongShape { field: "tenant_id", .. })
+            Err(DecodeError::WrongShape {
+                field: "tenant_id",
+                ..
+            })
         ));
     }
 
@@ -212,7 +221,10 @@ mod tests {
         bytes.push(0);
         assert_eq!(
             Header::decode(&bytes),
-            Err(DecodeError::TrailingBytes { offset: len, extra: 1 })
+            Err(DecodeError::TrailingBytes {
+                offset: len,
+                extra: 1
+            })
         );
     }
 }

@@ -101,7 +101,10 @@ mod tests {
     fn displays_rfc3339_with_six_fractional_digits() {
         let ts = Timestamp::from_micros(1_709_296_496_789_012);
         assert_eq!(ts.to_string(), "2024-03-01T12:34:56.789012Z");
-        assert_eq!(Timestamp::from_micros(0).to_string(), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            Timestamp::from_micros(0).to_string(),
+            "1970-01-01T00:00:00.000000Z"
+        );
     }
 
     #[test]
@@ -121,8 +124,17 @@ mod tests {
 
     #[test]
     fn out_of_range_values_clamp_instead_of_panicking() {
-        assert_eq!(Timestamp::from_micros(i64::MAX).to_datetime(), DateTime::<Utc>::MAX_UTC);
-        assert_eq!(Timestamp::from_micros(i64::MIN).to_datetime(), DateTime::<Utc>::MIN_UTC);
-        assert_eq!(Timestamp::from_micros(i64::MAX).to_string(), format!("{}us", i64::MAX));
+        assert_eq!(
+            Timestamp::from_micros(i64::MAX).to_datetime(),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            Timestamp::from_micros(i64::MIN).to_datetime(),
+            DateTime::<Utc>::MIN_UTC
+        );
+        assert_eq!(
+            Timestamp::from_micros(i64::MAX).to_string(),
+            format!("{}us", i64::MAX)
+        );
     }
 }

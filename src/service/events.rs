@@ -134,18 +134,28 @@ fn invalid(code: &'static str, message: impl Into<String>) -> ServiceError {
 
 fn bounded(field: &str, value: String, max: usize, required: bool) -> Result<String, ServiceError> {
     if required && value.is_empty() {
-        return Err(invalid("invalid_field", format!("{field} must not be empty")));
+        return Err(invalid(
+            "invalid_field",
+            format!("{field} must not be empty"),
+        ));
     }
     if value.len() > max {
         return Err(invalid(
             "field_too_long",
-            format!("{field} is {} bytes; at most {max} are allowed", value.len()),
+            format!(
+                "{field} is {} bytes; at most {max} are allowed",
+                value.len()
+            ),
         ));
     }
     Ok(value)
 }
 
-fn optional(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ServiceError> {
+fn optional(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ServiceError> {
     value.map(|v| bounded(field, v, max, false)).transpose()
 }
 
@@ -460,32 +470,47 @@ fn make_cursor(before: Seq) -> String {
 }
 
 fn parse_filter(input: &QueryInput) -> Result<(Filter, u32), ServiceError> {
-    let exact = |field: &str, v: &Option<String>, max: usize| -> Result<Option<String>, ServiceError> {
-        match v {
-            Some(v) if v.is_empty() || v.len() > max => Err(invalid(
-                "invalid_query",
-                format!("{field} must be 1 to {max} bytes"),
-            )),
-            other => Ok(other.clone()),
-        }
-    };
+    let exact =
+        |field: &str, v: &Option<String>, max: usize| -> Result<Option<String>, ServiceError> {
+            match v {
+                Some(v) if v.is_empty() || v.len() > max => Err(invalid(
+                    "invalid_query",
+                    format!("{field} must be 1 to {max} bytes"),
+                )),
+                other => Ok(other.clone()),
+            }
+        };
     let action = match &input.action {
         None => None,
         Some(a) if a.len() > limits::ACTION + 1 || a.is_empty() => {
-            return Err(invalid("invalid_query", "action filter is empty or too long"));
+            return Err(invalid(
+                "invalid_query",
+                "action filter is empty or too long",
+            ));
         }
         Some(a) => match a.strip_suffix('*') {
             Some(prefix) if !prefix.contains('*') => Some(ActionMatch::Prefix(prefix.to_owned())),
-            Some(_) => return Err(invalid("invalid_query", "only a trailing * is allowed in action")),
+            Some(_) => {
+                return Err(invalid(
+                    "invalid_query",
+                    "only a trailing * is allowed in action",
+                ));
+            }
             None if a.contains('*') => {
-                return Err(invalid("invalid_query", "only a trailing * is allowed in action"));
+                return Err(invalid(
+                    "invalid_query",
+                    "only a trailing * is allowed in action",
+                ));
             }
             None => Some(ActionMatch::Exact(a.clone())),
         },
     };
     let limit = input.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(invalid("invalid_query", format!("limit must be 1 to {MAX_LIMIT}")));
+        return Err(invalid(
+            "invalid_query",
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        ));
     }
     let filter = Filter {
         actor_id: exact("actor_id", &input.actor_id, limits::ID)?,
@@ -493,8 +518,16 @@ fn parse_filter(input: &QueryInput) -> Result<(Filter, u32), ServiceError> {
         resource_type: exact("resource_type", &input.resource_type, limits::KIND)?,
         resource_id: exact("resource_id", &input.resource_id, limits::ID)?,
         request_id: exact("request_id", &input.request_id, limits::REQUEST_ID)?,
-        since: input.since.as_deref().map(|t| parse_time("since", t)).transpose()?,
-        until: input.until.as_deref().map(|t| parse_time("until", t)).transpose()?,
+        since: input
+            .since
+            .as_deref()
+            .map(|t| parse_time("since", t))
+            .transpose()?,
+        until: input
+            .until
+            .as_deref()
+            .map(|t| parse_time("until", t))
+            .transpose()?,
         before_seq: input.cursor.as_deref().map(parse_cursor).transpose()?,
     };
     Ok((filter, limit))

@@ -68,12 +68,20 @@ impl Keys {
         if !self.pepper.verify(&token.secret, &stored.secret_mac) || stored.revoked_at.is_some() {
             return Err(ServiceError::Unauthenticated);
         }
-        let scopes = stored.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
+        let scopes = stored
+            .scopes
+            .iter()
+            .filter_map(|s| Scope::parse(s))
+            .collect();
         Ok(Principal::api_key(stored.tenant_id, stored.id, scopes))
     }
 
     /// Creates a key for `tenant` with `scopes` (operator action).
-    pub async fn create(&self, tenant: TenantId, scopes: &[Scope]) -> Result<CreatedKey, ServiceError> {
+    pub async fn create(
+        &self,
+        tenant: TenantId,
+        scopes: &[Scope],
+    ) -> Result<CreatedKey, ServiceError> {
         if scopes.is_empty() {
             return Err(ServiceError::Invalid {
                 code: "invalid_field",

@@ -17,7 +17,11 @@ pub struct CreatedTenant {
 }
 
 /// Creates a tenant named `name` (1–200 bytes).
-pub async fn create(store: &Store, clock: &SharedClock, name: &str) -> Result<CreatedTenant, ServiceError> {
+pub async fn create(
+    store: &Store,
+    clock: &SharedClock,
+    name: &str,
+) -> Result<CreatedTenant, ServiceError> {
     let name = name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(ServiceError::Invalid {

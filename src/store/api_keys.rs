@@ -26,7 +26,8 @@ pub struct StoredKey {
 /// sets the key id transaction-locally so row-level security shows exactly
 /// that row, in a single round trip.
 pub async fn find(conn: &Conn, id: Uuid) -> Result<Option<StoredKey>, StoreError> {
-    const FIND: &str = "SELECT id, tenant_id, secret_mac, scopes, revoked_at FROM annal.find_api_key($1)";
+    const FIND: &str =
+        "SELECT id, tenant_id, secret_mac, scopes, revoked_at FROM annal.find_api_key($1)";
     let client = conn.client();
     let stmt = client.prepare_cached(FIND).await?;
     let row = client.query_opt(&stmt, &[&id]).await?;
@@ -54,7 +55,16 @@ pub async fn insert(
                           VALUES ($1, $2, $3, $4, $5)";
     let stmt = tx.inner().prepare_cached(INSERT).await?;
     tx.inner()
-        .execute(&stmt, &[&id, &tx.tenant().as_uuid(), &secret_mac, &scopes, &created_at])
+        .execute(
+            &stmt,
+            &[
+                &id,
+                &tx.tenant().as_uuid(),
+                &secret_mac,
+                &scopes,
+                &created_at,
+            ],
+        )
         .await?;
     Ok(())
 }

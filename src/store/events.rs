@@ -79,7 +79,10 @@ pub async fn head(tx: &TenantTx<'_>) -> Result<Option<Head>, StoreError> {
     const HEAD: &str = "SELECT seq, chain_hash, received_at FROM annal.events \
                         WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1";
     let stmt = tx.inner().prepare_cached(HEAD).await?;
-    let row = tx.inner().query_opt(&stmt, &[&tx.tenant().as_uuid()]).await?;
+    let row = tx
+        .inner()
+        .query_opt(&stmt, &[&tx.tenant().as_uuid()])
+        .await?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -101,7 +104,10 @@ pub async fn by_event_ids(
                           FROM annal.events WHERE tenant_id = $1 AND event_id = ANY($2)";
     let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
     let stmt = tx.inner().prepare_cached(BY_IDS).await?;
-    let rows = tx.inner().query(&stmt, &[&tx.tenant().as_uuid(), &ids]).await?;
+    let rows = tx
+        .inner()
+        .query(&stmt, &[&tx.tenant().as_uuid(), &ids])
+        .await?;
     rows_to_events(&rows)
 }
 
@@ -113,7 +119,10 @@ pub async fn by_seq(tx: &TenantTx<'_>, seq: Seq) -> Result<Option<StoredEvent>, 
         return Ok(None);
     };
     let stmt = tx.inner().prepare_cached(BY_SEQ).await?;
-    let row = tx.inner().query_opt(&stmt, &[&tx.tenant().as_uuid(), &seq]).await?;
+    let row = tx
+        .inner()
+        .query_opt(&stmt, &[&tx.tenant().as_uuid(), &seq])
+        .await?;
     row.as_ref().map(StoredEvent::try_from).transpose()
 }
 

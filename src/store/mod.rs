@@ -222,7 +222,9 @@ impl TenantTx<'_> {
     pub async fn lock_chain(&self) -> Result<(), StoreError> {
         const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
         let stmt = self.tx.prepare_cached(LOCK).await?;
-        self.tx.execute(&stmt, &[&chain_lock_key(self.tenant)]).await?;
+        self.tx
+            .execute(&stmt, &[&chain_lock_key(self.tenant)])
+            .await?;
         Ok(())
     }
 

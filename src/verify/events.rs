@@ -168,7 +168,11 @@ mod tests {
     fn reads_json_lines_arrays_and_pages() {
         let lines = format!("{}\n\n{}\n", event(1), event(2));
         let array = format!("[{}, {}]", event(1), event(2));
-        let page = format!(r#"{{"events": [{}, {}], "next_cursor": null}}"#, event(1), event(2));
+        let page = format!(
+            r#"{{"events": [{}, {}], "next_cursor": null}}"#,
+            event(1),
+            event(2)
+        );
         for text in [lines, array, page] {
             let records = parse_events(&text).unwrap();
             assert_eq!(records.len(), 2);
@@ -193,14 +197,30 @@ mod tests {
     fn errors_name_the_line_and_event() {
         let text = format!("{}\n{}\n", event(1), event(2).replace("AAE=", "AAE"));
         match parse_events(&text) {
-            Err(EventsError::Event { line: 2, index: 1, source: EventError::Base64 { field: "record", .. } }) => {}
+            Err(EventsError::Event {
+                line: 2,
+                index: 1,
+                source:
+                    EventError::Base64 {
+                        field: "record", ..
+                    },
+            }) => {}
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(parse_events("{\"seq\": 1"), Err(EventsError::Json { .. })));
-        assert!(matches!(parse_events("\n42"), Err(EventsError::NotEvents { line: 2 })));
+        assert!(matches!(
+            parse_events("{\"seq\": 1"),
+            Err(EventsError::Json { .. })
+        ));
+        assert!(matches!(
+            parse_events("\n42"),
+            Err(EventsError::NotEvents { line: 2 })
+        ));
         assert!(matches!(
             parse_events(r#"{"seq": "x"}"#),
-            Err(EventsError::Event { source: EventError::Fields(_), .. })
+            Err(EventsError::Event {
+                source: EventError::Fields(_),
+                ..
+            })
         ));
     }
 }

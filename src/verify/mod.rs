@@ -384,7 +384,10 @@ mod tests {
         let report = verify_chain(records.clone()).unwrap();
         assert_eq!(report.records_checked, 5);
         assert_eq!(report.payloads_checked, 5);
-        assert_eq!((report.first_seq, report.last_seq), (Seq::new(0), Seq::new(4)));
+        assert_eq!(
+            (report.first_seq, report.last_seq),
+            (Seq::new(0), Seq::new(4))
+        );
         assert_eq!(report.tenant_id, tenant(1));
         assert_eq!(report.head_chain_hash, records[0].chain_hash);
         assert!(report.anchored_at_genesis);
@@ -417,17 +420,26 @@ mod tests {
         header.action = "employee.delete".to_owned();
         records[2].record = header.encode();
         records[2].leaf_hash = header.leaf_hash();
-        assert_eq!(failure_at(verify_chain(records)), (2, "chain_hash_mismatch"));
+        assert_eq!(
+            failure_at(verify_chain(records)),
+            (2, "chain_hash_mismatch")
+        );
     }
 
     #[test]
     fn a_broken_link_is_caught() {
         let mut records = run(tenant(1), 0..4);
         records[3].chain_hash = records[2].chain_hash;
-        assert_eq!(failure_at(verify_chain(records)), (3, "chain_hash_mismatch"));
+        assert_eq!(
+            failure_at(verify_chain(records)),
+            (3, "chain_hash_mismatch")
+        );
         let mut records = run(tenant(1), 0..2);
         records[0].chain_hash = ChainHash::genesis(tenant(1));
-        assert_eq!(failure_at(verify_chain(records)), (0, "chain_hash_mismatch"));
+        assert_eq!(
+            failure_at(verify_chain(records)),
+            (0, "chain_hash_mismatch")
+        );
     }
 
     #[test]
@@ -437,7 +449,12 @@ mod tests {
         match verify_chain(records) {
             Err(VerifyError::Record { seq, failure }) => {
                 assert_eq!(seq, Seq::new(3));
-                assert_eq!(failure, Failure::Gap { expected: Seq::new(2) });
+                assert_eq!(
+                    failure,
+                    Failure::Gap {
+                        expected: Seq::new(2)
+                    }
+                );
             }
             other => panic!("expected a gap, got {other:?}"),
         }
@@ -473,10 +490,16 @@ mod tests {
     fn a_payload_that_does_not_match_its_commitment_is_caught() {
         let mut records = run(tenant(1), 0..3);
         records[1].payload = Some(encode_payload(&payload(99)));
-        assert_eq!(failure_at(verify_chain(records)), (1, "payload_commitment_mismatch"));
+        assert_eq!(
+            failure_at(verify_chain(records)),
+            (1, "payload_commitment_mismatch")
+        );
         let mut records = run(tenant(1), 0..3);
         records[1].salt = Some(Salt::from_bytes([0xee; 32]));
-        assert_eq!(failure_at(verify_chain(records)), (1, "payload_commitment_mismatch"));
+        assert_eq!(
+            failure_at(verify_chain(records)),
+            (1, "payload_commitment_mismatch")
+        );
     }
 
     #[test]

@@ -1,0 +1,15 @@
+//! API and storage tests against a real PostgreSQL: one throwaway cluster
+//! per run of this binary, a fresh database per test, and the real `annal`
+//! binary serving each test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod durability;
+mod ingest;
+mod logs;
+mod operators;
+mod read;
+mod schema;

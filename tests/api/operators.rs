@@ -1,0 +1,284 @@
+//! Operator commands reach the same database as `serve`, and the embedded
+//! default brings up a working service in one command.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{ANNAL, Server, TestDb, data_path, event};
+
+fn annal(db: &TestDb, pepper: &annal::crypto::Pepper, args: &[&str]) -> Value {
+    let output = Command::new(ANNAL)
+        .args(args)
+        .env("DATABASE_URL", db.app_url())
+        .env("ANNAL_API_KEY_PEPPER", pepper.to_hex())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "annal {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn tenants_and_keys_are_managed_from_the_command_line() {
+    let db = TestDb::new().await;
+    let pepper = annal::crypto::Pepper::generate();
+    let tenant = annal(&db, &pepper, &["tenant", "create", "Acme HR", "--json"]);
+    assert_eq!(tenant["name"], "Acme HR");
+    let tenant_id = tenant["tenant_id"].as_str().unwrap();
+    let key = annal(
+        &db,
+        &pepper,
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            tenant_id,
+            "--scopes",
+            "events:write,events:read",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        key["scopes"],
+        serde_json::json!(["events:write", "events:read"])
+    );
+    let api_key = key["api_key"].as_str().unwrap();
+
+    let server = Server::spawn(&db, &pepper);
+    let http = reqwest::Client::new();
+    let post = || {
+        http.post(server.url("/v1/events"))
+            .bearer_auth(api_key)
+            .json(&event(1))
+            .send()
+    };
+    assert_eq!(post().await.unwrap().status(), 201);
+
+    let revoked = annal(
+        &db,
+        &pepper,
+        &["keys", "revoke", key["id"].as_str().unwrap(), "--json"],
+    );
+    assert_eq!(revoked["newly_revoked"], true);
+    assert_eq!(
+        post().await.unwrap().status(),
+        401,
+        "revocation takes effect on the next request"
+    );
+    let again = annal(
+        &db,
+        &pepper,
+        &["keys", "revoke", key["id"].as_str().unwrap(), "--json"],
+    );
+    assert_eq!(again["newly_revoked"], false);
+}
+
+#[tokio::test]
+async fn operator_commands_explain_their_mistakes() {
+    let db = TestDb::new().await;
+    let run = |args: &[&str], pepper: Option<&str>| {
+        let mut c = Command::new(ANNAL);
+        c.args(args)
+            .env("DATABASE_URL", db.app_url())
+            .env_remove("ANNAL_API_KEY_PEPPER");
+        if let Some(p) = pepper {
+            c.env("ANNAL_API_KEY_PEPPER", p);
+        }
+        let out = c.output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let pepper = annal::crypto::Pepper::generate().to_hex();
+    let nil = uuid::Uuid::nil().to_string();
+    assert!(
+        run(
+            &[
+                "keys",
+                "create",
+                "--tenant",
+                &nil,
+                "--scopes",
+                "events:write"
+            ],
+            None
+        )
+        .contains("ANNAL_API_KEY_PEPPER")
+    );
+    assert!(
+        run(
+            &["keys", "create", "--tenant", &nil, "--scopes", "events:fly"],
+            Some(&pepper)
+        )
+        .contains("unknown scope")
+    );
+    assert!(
+        run(
+            &[
+                "keys",
+                "create",
+                "--tenant",
+                &nil,
+                "--scopes",
+                "events:write"
+            ],
+            Some(&pepper)
+        )
+        .contains("tenant not found")
+    );
+    assert!(run(&["keys", "revoke", &nil], Some(&pepper)).contains("API key not found"));
+    assert!(run(&["migrate"], None).contains("ANNAL_MIGRATOR_DATABASE_URL"));
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_as_the_migrator() {
+    let db = TestDb {
+        name: format!("t_{}", uuid::Uuid::new_v4().simple()),
+    };
+    TestDb {
+        name: "postgres".into(),
+    }
+    .connect(annal::pg::SUPERUSER)
+    .await
+    .batch_execute(&format!("CREATE DATABASE {} OWNER annal_migrator", db.name))
+    .await
+    .unwrap();
+    let out = Command::new(ANNAL)
+        .arg("migrate")
+        .env("DATABASE_URL", db.app_url())
+        .env(
+            "ANNAL_MIGRATOR_DATABASE_URL",
+            db.url(annal::pg::MIGRATOR_ROLE),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 1 migration"));
+    let again = Command::new(ANNAL)
+        .arg("migrate")
+        .env("DATABASE_URL", db.app_url())
+        .env(
+            "ANNAL_MIGRATOR_DATABASE_URL",
+            db.url(annal::pg::MIGRATOR_ROLE),
+        )
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("applied 0 migration"));
+}
+
+#[tokio::test]
+async fn serve_without_a_database_url_runs_its_own_postgres_and_a_demo_tenant() {
+    let dir = data_path("embedded");
+    let mut command = Command::new(ANNAL);
+    command
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env_remove("DATABASE_URL");
+    let mut server = Server::start(command);
+
+    let credentials_path = dir.join("demo-credentials.json");
+    let mode = std::fs::metadata(&credentials_path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let credentials: Value =
+        serde_json::from_slice(&std::fs::read(&credentials_path).unwrap()).unwrap();
+    let key = credentials["api_key"].as_str().unwrap().to_owned();
+    assert!(credentials["tenant_id"].is_string());
+    assert!(
+        server.output().contains("curl"),
+        "prints how to post a first event"
+    );
+    assert!(
+        server.output().contains(&key),
+        "prints the key once, on the terminal"
+    );
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(server.url("/v1/events"))
+        .bearer_auth(&key)
+        .json(&event(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        http.get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Ctrl-C stops the server and its PostgreSQL.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("serve exits on Ctrl-C");
+    assert!(status.success());
+    assert!(
+        !dir.join("postgres/data/postmaster.pid").exists(),
+        "PostgreSQL stopped"
+    );
+
+    // The second start reuses the cluster: no new demo, the same key works.
+    let mut command = Command::new(ANNAL);
+    command
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env_remove("DATABASE_URL");
+    let mut server = Server::start(command);
+    assert!(!server.output().contains("demo tenant"));
+    let r = http
+        .post(server.url("/v1/events"))
+        .bearer_auth(&key)
+        .json(&event(2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let receipt: Value = r.json().await.unwrap();
+    assert_eq!(receipt["seq"], 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    server
+        .wait_exit(Duration::from_secs(30))
+        .expect("serve exits on Ctrl-C");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn without_postgres_binaries_serve_names_the_package_to_install() {
+    let dir = data_path("nobinaries");
+    let out = Command::new(ANNAL)
+        .args(["serve", "--data-dir"])
+        .arg(&dir)
+        .env_remove("DATABASE_URL")
+        .env("ANNAL_PG_BIN", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
