@@ -65,6 +65,11 @@ impl Embedded {
 
 const PEPPER_FILE: &str = "api-key-pepper";
 
+/// Present in the data directory from the creation of the embedded cluster
+/// until `serve` has created the demo tenant, so a first start interrupted
+/// half-way (or a first command other than `serve`) still gets its demo.
+pub const DEMO_PENDING: &str = ".demo-pending";
+
 impl Settings {
     /// Reaches the database: the configured server, or the embedded cluster
     /// (created, started and migrated as needed).
@@ -110,6 +115,7 @@ impl Settings {
         let cluster = Cluster::at(&self.data_dir.join("postgres"))?;
         let created_here = !cluster.is_initialised();
         if created_here {
+            fs::write(self.data_dir.join(DEMO_PENDING), b"")?;
             cluster.init()?;
         }
         let started_here = !cluster.is_running();

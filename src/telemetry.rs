@@ -1,6 +1,7 @@
-//! Structured logs: JSON lines on stdout, one per event, carrying the fields
-//! of the current span (the request id while serving a request). Levels come
-//! from `RUST_LOG` (default `info`).
+//! Structured logs: JSON lines, one per event, carrying the fields of the
+//! current span (the request id while serving a request). `serve` logs to
+//! stdout; operator commands log to stderr so their stdout (`--json`) stays
+//! machine-readable. Levels come from `RUST_LOG` (default `info`).
 //!
 //! Some dependencies log values that may be personal data at debug level
 //! (tokio-postgres prints statement parameters). Those targets are held at
@@ -12,19 +13,31 @@ use tracing_subscriber::filter::Directive;
 /// Targets that must never log below `info`, because they print data.
 const DATA_PRINTING_TARGETS: [&str; 2] = ["tokio_postgres", "postgres"];
 
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// Standard output (the server).
+    Stdout,
+    /// Standard error (operator commands).
+    Stderr,
+}
+
 /// Installs the JSON log subscriber for the process.
-pub fn init() {
+pub fn init(sink: Sink) {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     for target in DATA_PRINTING_TARGETS {
         if let Ok(directive) = format!("{target}=info").parse::<Directive>() {
             filter = filter.add_directive(directive);
         }
     }
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
-        .with_target(true)
-        .try_init();
+        .with_target(true);
+    let _ = match sink {
+        Sink::Stdout => builder.with_writer(std::io::stdout).try_init(),
+        Sink::Stderr => builder.with_writer(std::io::stderr).try_init(),
+    };
 }

@@ -18,6 +18,7 @@ use annal::service::events::Ledger;
 use annal::service::keys::Keys;
 use annal::service::{ServiceError, SharedClock, SystemClock, tenants};
 use annal::store::{self, Store};
+use annal::telemetry::Sink;
 
 /// Append-only, tamper-evident audit ledger.
 #[derive(Parser)]
@@ -123,7 +124,10 @@ enum KeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    annal::telemetry::init();
+    annal::telemetry::init(match cli.command {
+        Command::Serve(_) => Sink::Stdout,
+        _ => Sink::Stderr,
+    });
     let result = actix_web::rt::System::new().block_on(run(cli));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -276,10 +280,7 @@ async fn serve_on(
         TcpListener::bind(&args.bind).with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr()?;
     if let Some(embedded) = &deployment.embedded {
-        let marker = embedded.data_dir.join(DEMO_PENDING);
-        if embedded.created_here {
-            std::fs::write(&marker, b"")?;
-        }
+        let marker = embedded.data_dir.join(annal::config::DEMO_PENDING);
         if marker.exists() {
             create_demo(&store, &keys, &clock, &embedded.data_dir, &addr.to_string()).await?;
             std::fs::remove_file(&marker)?;
@@ -301,7 +302,6 @@ async fn serve_on(
     Ok(())
 }
 
-const DEMO_PENDING: &str = ".demo-pending";
 const DEMO_CREDENTIALS: &str = "demo-credentials.json";
 
 /// First start of the embedded default: a `demo` tenant and a key with

@@ -178,6 +178,23 @@ async fn migrate_applies_the_schema_as_the_migrator() {
 #[tokio::test]
 async fn serve_without_a_database_url_runs_its_own_postgres_and_a_demo_tenant() {
     let dir = data_path("embedded");
+    // An operator command may come first: it creates the cluster, keeps its
+    // stdout pure JSON, and stops the PostgreSQL it started.
+    let out = Command::new(ANNAL)
+        .args(["tenant", "create", "First", "--json", "--data-dir"])
+        .arg(&dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(first["name"], "First");
+    assert!(!dir.join("postgres/data/postmaster.pid").exists());
+
     let mut command = Command::new(ANNAL);
     command
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
