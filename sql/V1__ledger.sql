@@ -115,9 +115,13 @@ CREATE POLICY tenant_isolation ON annal.tenants
 
 ALTER TABLE annal.api_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE annal.api_keys FORCE ROW LEVEL SECURITY;
+-- Reading a key by id before the tenant is known (authentication) is the
+-- one exception, and it is for SELECT only.
 CREATE POLICY tenant_isolation ON annal.api_keys
-    USING (tenant_id = annal.current_tenant() OR id = annal.current_api_key())
+    USING (tenant_id = annal.current_tenant())
     WITH CHECK (tenant_id = annal.current_tenant());
+CREATE POLICY key_lookup ON annal.api_keys FOR SELECT
+    USING (id = annal.current_api_key());
 
 ALTER TABLE annal.events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE annal.events FORCE ROW LEVEL SECURITY;

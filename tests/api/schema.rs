@@ -240,3 +240,29 @@ async fn the_server_role_check_passes_for_annal_app() {
         .unwrap();
     assert_eq!(ready["status"], "ready");
 }
+
+#[tokio::test]
+async fn the_key_lookup_setting_shows_one_key_and_cannot_change_it() {
+    let app = spawn_app().await;
+    let other = app.new_tenant(&annal::service::auth::Scope::ALL).await;
+    let client = app.db.connect(pg::APP_ROLE).await;
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            "SELECT set_config('annal.api_key_id', $1, true)",
+            &[&other.key_id.to_string()],
+        )
+        .await
+        .unwrap();
+    let visible: i64 = client
+        .query_one("SELECT count(*) FROM annal.api_keys", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(visible, 1, "exactly the named key");
+    let revoked = client
+        .execute("UPDATE annal.api_keys SET revoked_at = now()", &[])
+        .await
+        .unwrap();
+    assert_eq!(revoked, 0, "but it cannot be revoked without its tenant");
+}
