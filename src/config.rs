@@ -5,6 +5,10 @@
 //! data directory (`<data dir>/postgres`), creates its roles and database,
 //! migrates it, and keeps the API key pepper in `<data dir>/api-key-pepper`.
 //! With `DATABASE_URL`, it uses that server and creates nothing by itself.
+//!
+//! Every setting can come from a TOML file (`--config` / `ANNAL_CONFIG`),
+//! an environment variable or a flag; a flag beats the environment, which
+//! beats the file, which beats the default.
 
 use std::fs;
 use std::io::Write as _;
@@ -12,9 +16,57 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use serde::Deserialize;
 
 use crate::crypto::Pepper;
 use crate::pg::{self, Cluster};
+
+/// The configuration file: every key optional, unknown keys refused.
+///
+/// ```toml
+/// bind = "0.0.0.0:8080"
+/// database_url = "postgres://annal_app@db/annal"
+/// migrator_database_url = "postgres://annal_migrator@db/annal"
+/// api_key_pepper_file = "/run/secrets/annal-pepper"
+/// data_dir = "/var/lib/annal"
+/// pool_size = 16
+/// body_limit = 1048576
+/// workers = 4
+/// max_group = 2000
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address `serve` listens on.
+    pub bind: Option<String>,
+    /// Data directory of the embedded default.
+    pub data_dir: Option<PathBuf>,
+    /// App role's connection string.
+    pub database_url: Option<String>,
+    /// Migrator role's connection string.
+    pub migrator_database_url: Option<String>,
+    /// File holding the API key pepper (64 hex characters); must not be
+    /// readable by group or others.
+    pub api_key_pepper_file: Option<PathBuf>,
+    /// Database connections per process.
+    pub pool_size: Option<usize>,
+    /// Largest request body in bytes.
+    pub body_limit: Option<usize>,
+    /// HTTP worker threads.
+    pub workers: Option<usize>,
+    /// Most events per group-commit transaction.
+    pub max_group: Option<usize>,
+}
+
+impl FileConfig {
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("reading the configuration file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("in the configuration file {}", path.display()))
+    }
+}
 
 /// Settings shared by every subcommand.
 #[derive(Debug, Clone)]
@@ -25,8 +77,10 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// The migrator role's connection string (for `annal migrate`).
     pub migrator_database_url: Option<String>,
-    /// Hex API key pepper (required with `DATABASE_URL`).
+    /// Hex API key pepper (required with `DATABASE_URL`, here or as a file).
     pub api_key_pepper: Option<String>,
+    /// File holding the hex API key pepper.
+    pub api_key_pepper_file: Option<PathBuf>,
 }
 
 /// A database ready to be used, and how it was reached.
@@ -90,13 +144,26 @@ impl Settings {
         if let Some(hex) = &self.api_key_pepper {
             return Ok(Pepper::from_hex(hex)?);
         }
-        if self.database_url.is_some() {
-            bail!(
+        let path = match (&self.api_key_pepper_file, &self.database_url) {
+            (Some(path), _) => path.clone(),
+            (None, None) => self.data_dir.join(PEPPER_FILE),
+            (None, Some(_)) => bail!(
                 "ANNAL_API_KEY_PEPPER is not set: with DATABASE_URL, every annal process needs the \
-                 same pepper (64 hex characters, e.g. `openssl rand -hex 32`), kept secret"
+                 same pepper (64 hex characters, e.g. `openssl rand -hex 32`), kept secret, in \
+                 ANNAL_API_KEY_PEPPER or a file named by api_key_pepper_file"
+            ),
+        };
+        let mode = fs::metadata(&path)
+            .with_context(|| format!("reading the API key pepper {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "the API key pepper {} is readable by others (mode {:o}): chmod 600 it",
+                path.display(),
+                mode & 0o777
             );
         }
-        let path = self.data_dir.join(PEPPER_FILE);
         let text = fs::read_to_string(&path)
             .with_context(|| format!("reading the API key pepper {}", path.display()))?;
         Ok(Pepper::from_hex(&text)?)

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
-use annal::config::{Settings, write_secret};
+use annal::config::{FileConfig, Settings, write_secret};
 use annal::http::{self, AppState};
 use annal::ledger::TenantId;
 use annal::service::auth::Scope;
@@ -32,14 +32,12 @@ struct Cli {
 
 #[derive(Args)]
 struct Global {
-    /// Data directory of the embedded PostgreSQL (used when DATABASE_URL is unset).
-    #[arg(
-        long,
-        env = "ANNAL_DATA_DIR",
-        default_value = "./annal-data",
-        global = true
-    )]
-    data_dir: PathBuf,
+    /// TOML configuration file; environment variables and flags override it.
+    #[arg(long, env = "ANNAL_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory of the embedded PostgreSQL, used when DATABASE_URL is unset [default: ./annal-data].
+    #[arg(long, env = "ANNAL_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
     /// Connection string of the app role (URL or key=value). Unset: run an embedded cluster.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     database_url: Option<String>,
@@ -51,9 +49,9 @@ struct Global {
         global = true
     )]
     migrator_database_url: Option<String>,
-    /// Database connections per process.
-    #[arg(long, env = "ANNAL_DB_POOL_SIZE", default_value_t = 16, global = true)]
-    pool_size: usize,
+    /// Database connections per process [default: 16].
+    #[arg(long, env = "ANNAL_DB_POOL_SIZE", global = true)]
+    pool_size: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -72,18 +70,18 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "ANNAL_BIND", default_value = "127.0.0.1:8080")]
-    bind: String,
-    /// Largest request body in bytes.
-    #[arg(long, env = "ANNAL_BODY_LIMIT", default_value_t = http::DEFAULT_BODY_LIMIT)]
-    body_limit: usize,
-    /// HTTP worker threads (default: one per CPU core).
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "ANNAL_BIND")]
+    bind: Option<String>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long, env = "ANNAL_BODY_LIMIT")]
+    body_limit: Option<usize>,
+    /// HTTP worker threads [default: one per CPU core].
     #[arg(long, env = "ANNAL_WORKERS")]
     workers: Option<usize>,
-    /// Most events sealed in one group-commit transaction.
-    #[arg(long, env = "ANNAL_MAX_GROUP", default_value_t = 2000)]
-    max_group: usize,
+    /// Most events sealed in one group-commit transaction [default: 2000].
+    #[arg(long, env = "ANNAL_MAX_GROUP")]
+    max_group: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -138,18 +136,50 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings {
-        data_dir: cli.global.data_dir.clone(),
-        database_url: cli.global.database_url.clone(),
-        migrator_database_url: cli.global.migrator_database_url.clone(),
-        api_key_pepper: std::env::var("ANNAL_API_KEY_PEPPER").ok(),
+/// Settings resolved from flags, environment, file and defaults.
+struct Resolved {
+    settings: Settings,
+    pool_size: usize,
+    file: FileConfig,
+}
+
+fn resolve(global: &Global) -> anyhow::Result<Resolved> {
+    let file = match &global.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
     };
+    let settings = Settings {
+        data_dir: global
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./annal-data")),
+        database_url: global
+            .database_url
+            .clone()
+            .or_else(|| file.database_url.clone()),
+        migrator_database_url: global
+            .migrator_database_url
+            .clone()
+            .or_else(|| file.migrator_database_url.clone()),
+        api_key_pepper: std::env::var("ANNAL_API_KEY_PEPPER").ok(),
+        api_key_pepper_file: file.api_key_pepper_file.clone(),
+    };
+    Ok(Resolved {
+        settings,
+        pool_size: global.pool_size.or(file.pool_size).unwrap_or(16),
+        file,
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let resolved = resolve(&cli.global)?;
+    let settings = &resolved.settings;
     match cli.command {
-        Command::Serve(args) => serve(&settings, &cli.global, args).await,
+        Command::Serve(args) => serve(&resolved, args).await,
         command => {
             let deployment = settings.open().await?;
-            let outcome = operate(&settings, &cli.global, &deployment, command).await;
+            let outcome = operate(settings, &deployment, command).await;
             if let Some(embedded) = &deployment.embedded {
                 embedded.release()?;
             }
@@ -160,7 +190,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn operate(
     settings: &Settings,
-    global: &Global,
     deployment: &annal::config::Deployment,
     command: Command,
 ) -> anyhow::Result<()> {
@@ -170,7 +199,7 @@ async fn operate(
         Command::Serve(_) => unreachable!("serve is handled by run"),
         Command::Migrate => {
             if deployment.embedded.is_none() {
-                let url = global.migrator_database_url.as_deref().context(
+                let url = settings.migrator_database_url.as_deref().context(
                     "ANNAL_MIGRATOR_DATABASE_URL is not set: migrations run as the migrator role, \
                      not the app role of DATABASE_URL",
                 )?;
@@ -255,9 +284,9 @@ fn explain(error: ServiceError) -> anyhow::Error {
     anyhow::anyhow!(error)
 }
 
-async fn serve(settings: &Settings, global: &Global, args: ServeArgs) -> anyhow::Result<()> {
-    let deployment = settings.open().await?;
-    let outcome = serve_on(settings, global, args, &deployment).await;
+async fn serve(resolved: &Resolved, args: ServeArgs) -> anyhow::Result<()> {
+    let deployment = resolved.settings.open().await?;
+    let outcome = serve_on(resolved, args, &deployment).await;
     if let Some(embedded) = &deployment.embedded {
         tracing::info!("stopping the embedded PostgreSQL");
         embedded.release()?;
@@ -266,18 +295,26 @@ async fn serve(settings: &Settings, global: &Global, args: ServeArgs) -> anyhow:
 }
 
 async fn serve_on(
-    settings: &Settings,
-    global: &Global,
+    resolved: &Resolved,
     args: ServeArgs,
     deployment: &annal::config::Deployment,
 ) -> anyhow::Result<()> {
-    let store = Store::connect(&deployment.app_url, global.pool_size)?;
+    let (settings, file) = (&resolved.settings, &resolved.file);
+    let bind = args
+        .bind
+        .or_else(|| file.bind.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let body_limit = args
+        .body_limit
+        .or(file.body_limit)
+        .unwrap_or(http::DEFAULT_BODY_LIMIT);
+    let max_group = args.max_group.or(file.max_group).unwrap_or(2000);
+    let store = Store::connect(&deployment.app_url, resolved.pool_size)?;
     store.check_server_role().await?;
     let clock: SharedClock = Arc::new(SystemClock);
     let keys = Keys::new(store.clone(), settings.pepper()?, clock.clone());
-    let ledger = Ledger::new(store.clone(), clock.clone(), args.max_group);
-    let listener =
-        TcpListener::bind(&args.bind).with_context(|| format!("binding {}", args.bind))?;
+    let ledger = Ledger::new(store.clone(), clock.clone(), max_group);
+    let listener = TcpListener::bind(&bind).with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
     if let Some(embedded) = &deployment.embedded {
         let marker = embedded.data_dir.join(annal::config::DEMO_PENDING);
@@ -288,12 +325,13 @@ async fn serve_on(
     }
     let workers = args
         .workers
+        .or(file.workers)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let state = AppState {
         ledger,
         keys,
         store,
-        body_limit: args.body_limit,
+        body_limit,
     };
     let server = http::serve(listener, state, workers)?;
     tracing::info!(http.addr = %addr, embedded = deployment.embedded.is_some(), "listening");

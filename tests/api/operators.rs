@@ -299,3 +299,102 @@ fn without_postgres_binaries_serve_names_the_package_to_install() {
     assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_configuration_file_supplies_settings_that_flags_and_env_override() {
+    let db = TestDb::new().await;
+    let pepper = annal::crypto::Pepper::generate();
+    let dir = data_path("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pepper_file = dir.join("pepper");
+    std::fs::write(&pepper_file, pepper.to_hex()).unwrap();
+    std::fs::set_permissions(&pepper_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.join("annal.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"{}\"\napi_key_pepper_file = \"{}\"\nbody_limit = 300\nbind = \"127.0.0.1:1\"\n",
+            db.app_url(),
+            pepper_file.display()
+        ),
+    )
+    .unwrap();
+    let tenant = {
+        let out = Command::new(ANNAL)
+            .args(["tenant", "create", "Configured", "--json", "--config"])
+            .arg(&config)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let key = {
+        let out = Command::new(ANNAL)
+            .args([
+                "keys",
+                "create",
+                "--scopes",
+                "events:write",
+                "--json",
+                "--tenant",
+            ])
+            .arg(tenant["tenant_id"].as_str().unwrap())
+            .env("ANNAL_CONFIG", &config)
+            .env_remove("DATABASE_URL")
+            .env_remove("ANNAL_API_KEY_PEPPER")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // The flag beats the file's bind address; the file's body limit applies.
+    let mut command = Command::new(ANNAL);
+    command
+        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env_remove("DATABASE_URL")
+        .env_remove("ANNAL_API_KEY_PEPPER");
+    let server = Server::start(command);
+    let http = reqwest::Client::new();
+    let post = |body: Value| {
+        http.post(server.url("/v1/events"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(post(event(1)).await.unwrap().status(), 201);
+    let mut big = event(2);
+    big["metadata"] = serde_json::json!({ "note": "z".repeat(400) });
+    assert_eq!(post(big).await.unwrap().status(), 413);
+
+    // A pepper file others can read is refused, and so is an unknown key.
+    std::fs::set_permissions(&pepper_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(ANNAL)
+        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env_remove("DATABASE_URL")
+        .env_remove("ANNAL_API_KEY_PEPPER")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    std::fs::write(&config, "colour = \"red\"\n").unwrap();
+    let out = Command::new(ANNAL)
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
