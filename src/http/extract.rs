@@ -1,5 +1,7 @@
 //! Extractors: the authenticated caller and a strictly parsed JSON body.
 
+use std::collections::HashSet;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -7,7 +9,8 @@ use actix_web::dev::Payload;
 use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt as _;
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::error::Category;
 
 use super::AppState;
@@ -95,10 +98,15 @@ pub async fn json_body<T: DeserializeOwned>(
     }
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::bad_request("invalid_utf8", "the body is not valid UTF-8"))?;
-    // Syntax first, so a body that is not JSON at all says so rather than
-    // naming the first field it happened to miss.
-    serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?;
+    // Syntax (and duplicate keys) first, so a body that is not JSON at all
+    // says so rather than naming the first field it happened to miss.
+    serde_json::from_str::<UniqueKeys>(text).map_err(|e| {
+        let code = match e.classify() {
+            Category::Data => "duplicate_key",
+            _ => "malformed_json",
+        };
+        ApiError::bad_request(code, e.to_string())
+    })?;
     serde_json::from_str(text).map_err(|e| {
         let message = e.to_string();
         let code = match e.classify() {
@@ -110,4 +118,64 @@ pub async fn json_body<T: DeserializeOwned>(
         };
         ApiError::bad_request(code, message)
     })
+}
+
+/// Any JSON value in which no object repeats a key. JSON parsers disagree on
+/// which of two equal keys wins; a ledger must not pick one silently.
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(UniqueKeys)
+    }
 }

@@ -139,6 +139,12 @@ fn bounded(field: &str, value: String, max: usize, required: bool) -> Result<Str
             format!("{field} must not be empty"),
         ));
     }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(
+            "invalid_field",
+            format!("{field} must not contain control characters"),
+        ));
+    }
     if value.len() > max {
         return Err(invalid(
             "field_too_long",
@@ -189,10 +195,6 @@ fn parse_action(action: String) -> Result<String, ServiceError> {
     Ok(action)
 }
 
-fn non_null(value: Option<Value>) -> Option<Value> {
-    value.filter(|v| !v.is_null())
-}
-
 /// Parses and seals the payload of one event (everything but its place in
 /// the chain).
 pub fn prepare(input: EventInput) -> Result<Pending, ServiceError> {
@@ -229,11 +231,12 @@ pub fn prepare(input: EventInput) -> Result<Pending, ServiceError> {
             OutcomeInput::Success => Outcome::Success,
             OutcomeInput::Failure => Outcome::Failure,
         }),
-        before: non_null(input.before),
-        after: non_null(input.after),
-        metadata: non_null(input.metadata),
+        before: input.before,
+        after: input.after,
+        metadata: input.metadata,
     };
-    Ok(seal_payload(input.event_id, action, &payload))
+    // JSON null in before/after/metadata is the same as absent (FORMAT.md).
+    Ok(seal_payload(input.event_id, action, &payload.normalised()))
 }
 
 fn seal_payload(event_id: Option<Uuid>, action: String, payload: &Payload) -> Pending {
@@ -477,12 +480,18 @@ fn parse_filter(input: &QueryInput) -> Result<(Filter, u32), ServiceError> {
                     "invalid_query",
                     format!("{field} must be 1 to {max} bytes"),
                 )),
+                Some(v) if v.chars().any(char::is_control) => Err(invalid(
+                    "invalid_query",
+                    format!("{field} must not contain control characters"),
+                )),
                 other => Ok(other.clone()),
             }
         };
     let action = match &input.action {
         None => None,
-        Some(a) if a.len() > limits::ACTION + 1 || a.is_empty() => {
+        Some(a)
+            if a.len() > limits::ACTION + 1 || a.is_empty() || a.chars().any(char::is_control) =>
+        {
             return Err(invalid(
                 "invalid_query",
                 "action filter is empty or too long",

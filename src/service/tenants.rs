@@ -23,10 +23,10 @@ pub async fn create(
     name: &str,
 ) -> Result<CreatedTenant, ServiceError> {
     let name = name.trim();
-    if name.is_empty() || name.len() > 200 {
+    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
         return Err(ServiceError::Invalid {
             code: "invalid_field",
-            message: "a tenant name must be 1 to 200 bytes".into(),
+            message: "a tenant name must be 1 to 200 bytes, without control characters".into(),
         });
     }
     let tenant = TenantId::from_uuid(Uuid::new_v4());

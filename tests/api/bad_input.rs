@@ -348,3 +348,46 @@ async fn unknown_routes_and_bad_seqs_answer_in_the_error_shape() {
         "invalid_seq"
     );
 }
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_gets_413() {
+    use std::io::{Read, Write};
+    let app = spawn_app_with(&[("ANNAL_BODY_LIMIT", "1000")]).await;
+    let mut stream = std::net::TcpStream::connect(&app.server.addr).unwrap();
+    let chunk = "x".repeat(600);
+    let body = format!("{{\"action\":\"{chunk}{chunk}\"}}");
+    let mut request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.tenant.key
+    );
+    for piece in body.as_bytes().chunks(500) {
+        request.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            piece.len(),
+            std::str::from_utf8(piece).unwrap()
+        ));
+    }
+    request.push_str("0\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"));
+    assert_eq!(app.db.count_events().await, 0);
+}
+
+#[tokio::test]
+async fn control_characters_in_query_filters_are_refused() {
+    let app = spawn_app().await;
+    for query in ["actor_id=u%001", "resource_id=a%0Ab", "action=x%00*"] {
+        let r = app
+            .get(&format!("/v1/events?{query}"), &app.tenant.key)
+            .await;
+        assert_eq!(r.status(), 400, "{query}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "invalid_query"
+        );
+    }
+}
