@@ -91,7 +91,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let message = if status.is_server_error() {
-            tracing::error!(error = ?self, http.status = status.as_u16(), "request failed");
+            tracing::error!(error = %self, http.status = status.as_u16(), "request failed");
             match self {
                 ApiError::Service(ServiceError::Unavailable(_)) => {
                     "temporarily unavailable; retry shortly".to_owned()

@@ -68,6 +68,9 @@ type Reply = oneshot::Sender<Result<Vec<Appended>, ServiceError>>;
 struct Job {
     events: Vec<Pending>,
     reply: Reply,
+    /// The request's span: the writer logs about a job inside it, so those
+    /// lines carry the request id too.
+    span: tracing::Span,
 }
 
 /// Hands events to per-tenant writers.
@@ -105,7 +108,15 @@ impl Appender {
         events: Vec<Pending>,
     ) -> Result<Vec<Appended>, ServiceError> {
         let (reply, answer) = oneshot::channel();
-        self.enqueue(tenant, Job { events, reply })?;
+        let span = tracing::Span::current();
+        self.enqueue(
+            tenant,
+            Job {
+                events,
+                reply,
+                span,
+            },
+        )?;
         answer
             .await
             .map_err(|_| ServiceError::Unavailable("the writer stopped; retry".into()))?
@@ -173,22 +184,29 @@ async fn write_loop(inner: Arc<Inner>, tenant: TenantId, mut queue: mpsc::Receiv
             }
         }
         let started = std::time::Instant::now();
-        match commit_group(&inner, tenant, &jobs).await {
+        let outcome = commit_group(&inner, tenant, &jobs).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let requests = jobs.len();
+        match outcome {
             Ok(outcomes) => {
-                tracing::debug!(
-                    batch.requests = jobs.len(),
-                    batch.size = size,
-                    duration_ms = started.elapsed().as_millis() as u64,
-                    "group committed"
-                );
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    job.span.in_scope(|| {
+                        tracing::debug!(
+                            batch.requests = requests,
+                            batch.size = size,
+                            duration_ms,
+                            "group committed"
+                        );
+                    });
                     let _ = job.reply.send(outcome);
                 }
             }
             Err(error) => {
-                tracing::error!(error = %error, batch.requests = jobs.len(), "group commit failed");
                 let unavailable = matches!(error, StoreError::Pool(_));
                 for job in jobs {
+                    job.span.in_scope(|| {
+                        tracing::error!(error = %error, batch.requests = requests, "group commit failed");
+                    });
                     let _ = job.reply.send(Err(if unavailable {
                         ServiceError::Unavailable("database unavailable; retry".into())
                     } else {

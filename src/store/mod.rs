@@ -38,8 +38,9 @@ pub enum StoreError {
     /// No connection could be had from the pool.
     #[error("no database connection available: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    /// The database refused or failed a statement.
-    #[error("database error: {0}")]
+    /// The database refused or failed a statement. Displayed without the
+    /// server's message and DETAIL, which can quote row values.
+    #[error("database error: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// A connection string did not parse.
     #[error("invalid database connection string: {0}")]
@@ -68,6 +69,26 @@ pub enum StoreError {
         /// Version this build expects.
         expected: i32,
     },
+}
+
+/// A database error as it may be logged: SQLSTATE and the names of the
+/// objects involved, never values.
+fn describe(error: &tokio_postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        // Connection and protocol errors carry no row data.
+        return error.to_string();
+    };
+    let mut text = format!("SQLSTATE {}", db.code().code());
+    for (label, name) in [
+        ("table", db.table()),
+        ("column", db.column()),
+        ("constraint", db.constraint()),
+    ] {
+        if let Some(name) = name {
+            text.push_str(&format!(", {label} {name}"));
+        }
+    }
+    text
 }
 
 impl StoreError {
