@@ -144,6 +144,13 @@ BEGIN
 END
 $$;
 
+-- Functions are not for everyone: PostgreSQL grants EXECUTE to PUBLIC by
+-- default. Revoke it from these, and (globally, for the migrator: a
+-- per-schema REVOKE cannot remove the global default) from every function
+-- the migrator creates later, such as a SECURITY DEFINER purge function.
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA annal FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+
 -- The server's role: read and append, nothing else.
 GRANT USAGE ON SCHEMA annal TO annal_app;
 GRANT EXECUTE ON FUNCTION annal.current_tenant(), annal.current_api_key(), annal.find_api_key(uuid) TO annal_app;

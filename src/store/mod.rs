@@ -139,39 +139,62 @@ impl Store {
         Ok(())
     }
 
-    /// Refuses roles that could get around the ledger's protections
-    /// (superuser, BYPASSRLS, or owning — directly or through membership —
-    /// any object of the `annal` schema), and schemas of another version.
+    /// Refuses roles that could get around the ledger's protections:
+    /// superuser or BYPASSRLS (directly or through a role it can become),
+    /// owning any table or function of the `annal` schema (directly or
+    /// through membership), or holding UPDATE, DELETE or TRUNCATE on a
+    /// ledger table; and schemas of another version.
     pub async fn check_server_role(&self) -> Result<(), StoreError> {
         const ROLE: &str = "SELECT current_user::text, rolsuper, rolbypassrls \
                             FROM pg_roles WHERE rolname = current_user";
-        const OWNED: &str = "SELECT count(*) FROM pg_class c \
-                             JOIN pg_namespace n ON n.oid = c.relnamespace \
-                             WHERE n.nspname = 'annal' AND pg_has_role(current_user, c.relowner, 'MEMBER')";
-        const SCHEMA_OWNER: &str = "SELECT count(*) FROM pg_namespace \
-                                    WHERE nspname = 'annal' AND pg_has_role(current_user, nspowner, 'MEMBER')";
+        const PRIVILEGED_MEMBERSHIP: &str = "SELECT string_agg(rolname, ', ' ORDER BY rolname) FROM pg_roles \
+            WHERE (rolsuper OR rolbypassrls) AND rolname <> current_user \
+            AND pg_has_role(current_user, oid, 'MEMBER')";
+        const OWNED: &str = "SELECT (SELECT count(*) FROM pg_class c \
+                JOIN pg_namespace n ON n.oid = c.relnamespace \
+                WHERE n.nspname = 'annal' AND pg_has_role(current_user, c.relowner, 'MEMBER')) \
+            + (SELECT count(*) FROM pg_proc p \
+                JOIN pg_namespace n ON n.oid = p.pronamespace \
+                WHERE n.nspname = 'annal' AND pg_has_role(current_user, p.proowner, 'MEMBER')) \
+            + (SELECT count(*) FROM pg_namespace \
+                WHERE nspname = 'annal' AND pg_has_role(current_user, nspowner, 'MEMBER'))";
+        const MUTATING: &str = "SELECT string_agg(t || ' ' || p, ', ') \
+            FROM unnest(ARRAY['annal.events', 'annal.tenants', 'annal.api_keys']) AS t, \
+                 unnest(ARRAY['UPDATE', 'DELETE', 'TRUNCATE']) AS p \
+            WHERE to_regclass(t) IS NOT NULL AND has_table_privilege(current_user, t, p) \
+            AND NOT (t = 'annal.api_keys' AND p = 'UPDATE')";
         const MIGRATED: &str = "SELECT to_regprocedure('annal.schema_version()') IS NOT NULL";
         const VERSION: &str = "SELECT annal.schema_version()";
 
         let conn = self.pool.get().await?;
         let row = conn.query_one(ROLE, &[]).await?;
         let role: String = row.get(0);
-        let unsafe_role = |reason: &str| StoreError::UnsafeRole {
+        let unsafe_role = |reason: String| StoreError::UnsafeRole {
             role: role.clone(),
-            reason: reason.to_owned(),
+            reason,
         };
         if row.get::<_, bool>(1) {
-            return Err(unsafe_role("it is a superuser"));
+            return Err(unsafe_role("it is a superuser".into()));
         }
         if row.get::<_, bool>(2) {
-            return Err(unsafe_role("it has BYPASSRLS"));
+            return Err(unsafe_role("it has BYPASSRLS".into()));
+        }
+        let privileged: Option<String> = conn.query_one(PRIVILEGED_MEMBERSHIP, &[]).await?.get(0);
+        if let Some(roles) = privileged {
+            return Err(unsafe_role(format!(
+                "it is a member of {roles}, which is superuser or has BYPASSRLS"
+            )));
         }
         let owned: i64 = conn.query_one(OWNED, &[]).await?.get(0);
-        let schema_owned: i64 = conn.query_one(SCHEMA_OWNER, &[]).await?.get(0);
-        if owned > 0 || schema_owned > 0 {
+        if owned > 0 {
             return Err(unsafe_role(
-                "it owns ledger tables (connect as annal_app, not the migrator)",
+                "it owns ledger tables or functions (connect as annal_app, not the migrator)"
+                    .into(),
             ));
+        }
+        let mutating: Option<String> = conn.query_one(MUTATING, &[]).await?.get(0);
+        if let Some(grants) = mutating {
+            return Err(unsafe_role(format!("it holds {grants}")));
         }
         let expected = expected_schema_version();
         let migrated: bool = conn.query_one(MIGRATED, &[]).await?.get(0);

@@ -140,23 +140,53 @@ async fn the_app_role_holds_only_select_and_insert_on_ledger_tables() {
         .await
         .unwrap();
     assert!(!row.get::<_, bool>(0) && !row.get::<_, bool>(1));
-    for (privilege, expected) in [
-        ("SELECT", true),
-        ("INSERT", true),
-        ("UPDATE", false),
-        ("DELETE", false),
-        ("TRUNCATE", false),
-    ] {
-        let granted: bool = client
-            .query_one(
-                "SELECT has_table_privilege('annal_app', 'annal.events', $1)",
-                &[&privilege],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(granted, expected, "{privilege}");
+    for table in ["annal.events", "annal.tenants", "annal.api_keys"] {
+        for (privilege, expected) in [
+            ("SELECT", true),
+            ("INSERT", true),
+            ("UPDATE", false),
+            ("DELETE", false),
+            ("TRUNCATE", false),
+            ("REFERENCES", false),
+            ("TRIGGER", false),
+        ] {
+            let granted: bool = client
+                .query_one(
+                    "SELECT has_table_privilege('annal_app', $1, $2)",
+                    &[&table, &privilege],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(granted, expected, "{table} {privilege}");
+        }
     }
+    // The one column the app may update: revoking a key.
+    let updatable: Vec<String> = client
+        .query(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = 'annal.api_keys'::regclass \
+             AND attnum > 0 AND has_column_privilege('annal_app', attrelid, attnum, 'UPDATE')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(updatable, ["revoked_at"]);
+    let public_functions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'annal'::regnamespace \
+             AND has_function_privilege('public', oid, 'EXECUTE')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        public_functions, 0,
+        "no annal function is executable by PUBLIC"
+    );
     let forced: Vec<(String, bool, bool)> = client
         .query(
             "SELECT relname::text, relrowsecurity, relforcerowsecurity FROM pg_class \
@@ -208,6 +238,24 @@ async fn serve_refuses_a_role_with_bypassrls() {
         .await
         .unwrap();
     assert!(serve_as(&db, &role).contains("BYPASSRLS"));
+}
+
+#[tokio::test]
+async fn serve_refuses_a_role_that_can_become_a_superuser_or_holds_mutating_grants() {
+    let db = TestDb::new().await;
+    let client = db.connect(pg::SUPERUSER).await;
+    let suffix = &db.name[2..12];
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE admins_{suffix} SUPERUSER NOLOGIN; \
+             CREATE ROLE sneaky_{suffix} LOGIN IN ROLE annal_app, admins_{suffix}; \
+             CREATE ROLE editor_{suffix} LOGIN IN ROLE annal_app; \
+             GRANT UPDATE ON annal.events TO editor_{suffix};"
+        ))
+        .await
+        .unwrap();
+    assert!(serve_as(&db, &format!("sneaky_{suffix}")).contains("member of"));
+    assert!(serve_as(&db, &format!("editor_{suffix}")).contains("annal.events UPDATE"));
 }
 
 #[tokio::test]
