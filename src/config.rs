@@ -106,14 +106,21 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Stops the server if this process started it.
+    /// Stops the server if this process started it: what an operator
+    /// command does, so it never stops the PostgreSQL of a running `serve`.
     pub fn release(&self) -> anyhow::Result<()> {
         if self.started_here {
-            self.cluster
-                .stop()
-                .context("stopping the embedded PostgreSQL")?;
+            self.stop()?;
         }
         Ok(())
+    }
+
+    /// Stops the server whoever started it: what `serve` does on exit, so a
+    /// cluster it adopted (left running by a killed `serve`) stops too.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        self.cluster
+            .stop()
+            .context("stopping the embedded PostgreSQL")
     }
 }
 
@@ -170,6 +177,8 @@ impl Settings {
     }
 
     async fn open_embedded(&self) -> anyhow::Result<Deployment> {
+        // Find the server binaries before writing anything.
+        let cluster = Cluster::at(&self.data_dir.join("postgres"))?;
         fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
         // Others may pass through (the postgres user must reach its
@@ -179,7 +188,6 @@ impl Settings {
         if !pepper_path.exists() {
             write_secret(&pepper_path, Pepper::generate().to_hex().as_bytes())?;
         }
-        let cluster = Cluster::at(&self.data_dir.join("postgres"))?;
         let created_here = !cluster.is_initialised();
         if created_here {
             fs::write(self.data_dir.join(DEMO_PENDING), b"")?;
@@ -187,10 +195,9 @@ impl Settings {
         }
         let started_here = !cluster.is_running();
         cluster.start()?;
-        if created_here {
-            cluster.create_roles()?;
-            cluster.create_database(pg::DATABASE)?;
-        }
+        // Idempotent, so an interrupted first start recovers.
+        cluster.ensure_roles()?;
+        cluster.ensure_database(pg::DATABASE)?;
         let migrator_url = cluster.connection_string(pg::MIGRATOR_ROLE, pg::DATABASE);
         crate::store::migrate(&migrator_url)
             .await

@@ -259,9 +259,29 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Creates Annal's roles (once per cluster).
+    /// Creates Annal's roles (once per cluster; fails if they exist).
     pub fn create_roles(&self) -> Result<(), ClusterError> {
         self.psql("postgres", CREATE_ROLES_SQL).map(|_| ())
+    }
+
+    /// Creates Annal's roles unless they exist, so a cluster whose first
+    /// start was interrupted after `initdb` recovers on the next.
+    pub fn ensure_roles(&self) -> Result<(), ClusterError> {
+        let existing = self.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_roles WHERE rolname IN ('{MIGRATOR_ROLE}', '{APP_ROLE}', '{RETENTION_ROLE}')"
+            ),
+        )?;
+        match existing.trim() {
+            "3" => Ok(()),
+            "0" => self.create_roles(),
+            other => Err(ClusterError::Command {
+                program: "psql".into(),
+                status: "inconsistent roles".into(),
+                stderr: format!("{other} of Annal's 3 roles exist; create the rest by hand"),
+            }),
+        }
     }
 
     /// Creates an empty database owned by the migrator role.
@@ -271,6 +291,18 @@ impl Cluster {
             &format!("CREATE DATABASE \"{name}\" OWNER {MIGRATOR_ROLE}"),
         )
         .map(|_| ())
+    }
+
+    /// Creates the database unless it exists.
+    pub fn ensure_database(&self, name: &str) -> Result<(), ClusterError> {
+        let exists = self.psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+        )?;
+        if exists.trim() == "1" {
+            return Ok(());
+        }
+        self.create_database(name)
     }
 
     fn hand_to_postgres(&self) -> Result<(), ClusterError> {

@@ -165,11 +165,27 @@ fn resolve(global: &Global) -> anyhow::Result<Resolved> {
         api_key_pepper: std::env::var("ANNAL_API_KEY_PEPPER").ok(),
         api_key_pepper_file: file.api_key_pepper_file.clone(),
     };
+    let pool_size = global.pool_size.or(file.pool_size).unwrap_or(16);
+    for (name, value) in [
+        ("pool_size", Some(pool_size)),
+        ("body_limit", file.body_limit),
+        ("workers", file.workers),
+        ("max_group", file.max_group),
+    ] {
+        at_least_one(name, value)?;
+    }
     Ok(Resolved {
         settings,
-        pool_size: global.pool_size.or(file.pool_size).unwrap_or(16),
+        pool_size,
         file,
     })
+}
+
+fn at_least_one(name: &str, value: Option<usize>) -> anyhow::Result<()> {
+    if value == Some(0) {
+        bail!("{name} must be at least 1");
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -289,7 +305,7 @@ async fn serve(resolved: &Resolved, args: ServeArgs) -> anyhow::Result<()> {
     let outcome = serve_on(resolved, args, &deployment).await;
     if let Some(embedded) = &deployment.embedded {
         tracing::info!("stopping the embedded PostgreSQL");
-        embedded.release()?;
+        embedded.stop()?;
     }
     outcome
 }
@@ -309,6 +325,9 @@ async fn serve_on(
         .or(file.body_limit)
         .unwrap_or(http::DEFAULT_BODY_LIMIT);
     let max_group = args.max_group.or(file.max_group).unwrap_or(2000);
+    at_least_one("body_limit", Some(body_limit))?;
+    at_least_one("max_group", Some(max_group))?;
+    at_least_one("workers", args.workers)?;
     let store = Store::connect(&deployment.app_url, resolved.pool_size)?;
     store.check_server_role().await?;
     let clock: SharedClock = Arc::new(SystemClock);
