@@ -187,43 +187,98 @@ fn golden_bytes_decode_to_the_fixtures() {
     );
 }
 
-/// The two golden records as `GET /v1/events` serves them (newest first),
-/// with fields the verifier must ignore.
-fn served_page() -> serde_json::Value {
+fn b64(hex_text: &str) -> String {
     use base64::Engine;
-    let b64 = |hex_text: &str| {
-        base64::engine::general_purpose::STANDARD.encode(hex::decode(hex_text).unwrap())
-    };
+    base64::engine::general_purpose::STANDARD.encode(hex::decode(hex_text).unwrap())
+}
+
+/// Record 1 exactly as `GET /v1/events` serves it, with a field the verifier
+/// must ignore (`status`).
+fn served_1() -> serde_json::Value {
     json!({
-        "events": [
-            {
-                "seq": 1,
-                "event_id": "3f2504e0-4f89-41d3-9a0c-0305e82c3301",
-                "action": "employee.salary.read",
-                "record": b64(RECORD_1),
-                "leaf_hash": LEAF_1,
-                "chain_hash": CHAIN_1,
-                "payload_bytes": b64(PAYLOAD_1),
-                "salt": "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f",
-            },
-            {
-                "seq": 0,
-                "event_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
-                "record": b64(RECORD_0),
-                "leaf_hash": LEAF_0,
-                "chain_hash": CHAIN_0,
-            },
-        ],
+        "seq": 1,
+        "event_id": "3f2504e0-4f89-41d3-9a0c-0305e82c3301",
+        "received_at": "2024-03-01T12:35:00.000000Z",
+        "action": "employee.salary.read",
+        "actor": {"id": "svc-payroll", "type": "service"},
+        "resource": {"type": "employee", "id": "emp-0042"},
+        "outcome": "failure",
+        "metadata": {"rows": 1},
+        "leaf_hash": LEAF_1,
+        "chain_hash": CHAIN_1,
+        "record": b64(RECORD_1),
+        "payload_bytes": b64(PAYLOAD_1),
+        "salt": "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f",
+        "status": "created",
+    })
+}
+
+/// Record 0 exactly as `GET /v1/events` serves it.
+fn served_0() -> serde_json::Value {
+    json!({
+        "seq": 0,
+        "event_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+        "received_at": "2024-03-01T12:34:56.789012Z",
+        "action": "employee.salary.update",
+        "actor": {"id": "u-1842", "type": "user", "name": "Zoë Ångström", "email": "zoe@example.com"},
+        "resource": {"type": "employee", "id": "emp-0042"},
+        "occurred_at": "2024-03-01T12:34:50.000123Z",
+        "request_id": "req-7f3a",
+        "source_ip": "203.0.113.7",
+        "outcome": "success",
+        "before": {"salary": 85000, "currency": "EUR", "grade": "L4", "bonus_pct": 7.5,
+                   "adjustments": [-1200, 300]},
+        "after": {"salary": 91000, "currency": "EUR", "grade": "L5", "bonus_pct": 10.25,
+                  "adjustments": [], "note": "promoção 🎉"},
+        "metadata": {"reason": "annual review", "approvers": ["m-1", "m-2"], "delta": -6000},
+        "leaf_hash": LEAF_0,
+        "chain_hash": CHAIN_0,
+        "record": b64(RECORD_0),
+        "payload_bytes": b64(PAYLOAD_0),
+        "salt": "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    })
+}
+
+/// The two golden records as a page of `GET /v1/events` (newest first);
+/// record 0 as a caller who may not see payloads gets it (header fields
+/// only, no payload bytes or salt).
+fn served_page() -> serde_json::Value {
+    let mut record_0 = served_0();
+    let object = record_0.as_object_mut().unwrap();
+    object.retain(|key, _| {
+        [
+            "seq",
+            "event_id",
+            "received_at",
+            "action",
+            "leaf_hash",
+            "chain_hash",
+            "record",
+        ]
+        .contains(&key.as_str())
+    });
+    json!({
+        "events": [served_1(), record_0],
         "next_cursor": null,
     })
 }
 
+/// Both golden records with every field the server shows.
+fn full_page() -> serde_json::Value {
+    json!({"events": [served_1(), served_0()], "next_cursor": null})
+}
+
 fn run_cli(files: &[&std::path::Path], json_flag: bool) -> (i32, String) {
+    run_cli_with(files, json_flag, &[])
+}
+
+fn run_cli_with(files: &[&std::path::Path], json_flag: bool, extra: &[&str]) -> (i32, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_annal-verify"));
     cmd.args(files);
     if json_flag {
         cmd.arg("--json");
     }
+    cmd.args(extra);
     let out = cmd.output().unwrap();
     let text = format!(
         "{}{}",
@@ -302,4 +357,173 @@ fn annal_verify_refuses_unreadable_input_and_empty_exports() {
     let (code, text) = run_cli(&[&empty], false);
     assert_eq!(code, 1);
     assert!(text.contains("no records"), "{text}");
+}
+
+/// Writes `page` to a temporary file and runs the CLI on it with `--json`.
+fn verify_page_json(page: &serde_json::Value, extra: &[&str]) -> (i32, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("page.json");
+    std::fs::write(&path, page.to_string()).unwrap();
+    let (code, text) = run_cli_with(&[&path], true, extra);
+    let report = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (code, report)
+}
+
+#[test]
+fn annal_verify_accepts_every_field_the_server_shows() {
+    let (code, report) = verify_page_json(&full_page(), &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["report"]["payloads_checked"], 2);
+    assert_eq!(report["report"]["displays_unchecked"], 0);
+    assert_eq!(report["report"]["tenant_pinned"], false);
+}
+
+#[test]
+fn annal_verify_names_a_forged_displayed_field() {
+    let forgeries = [
+        (
+            1,
+            "event_id",
+            json!("3F2504E0-4F89-41D3-9A0C-0305E82C3301"),
+            "event_id",
+        ),
+        (
+            1,
+            "received_at",
+            json!("2024-03-01T12:35:00Z"),
+            "received_at",
+        ),
+        (0, "action", json!("employee.salary.read"), "action"),
+        (
+            1,
+            "actor",
+            json!({"id": "u-1842", "type": "service"}),
+            "actor.id",
+        ),
+        (
+            0,
+            "actor",
+            json!({"id": "u-1842", "type": "user", "name": "Zoë Ångström"}),
+            "actor.email",
+        ),
+        (
+            1,
+            "actor",
+            json!({"id": "svc-payroll", "type": "service", "name": "Payroll"}),
+            "actor.name",
+        ),
+        (
+            1,
+            "resource",
+            json!({"type": "employee", "id": "emp-0043"}),
+            "resource.id",
+        ),
+        (
+            0,
+            "occurred_at",
+            json!("2024-03-01T12:34:50.000124Z"),
+            "occurred_at",
+        ),
+        (
+            1,
+            "occurred_at",
+            json!("2024-03-01T12:34:50.000123Z"),
+            "occurred_at",
+        ),
+        (0, "request_id", json!("req-0000"), "request_id"),
+        (0, "source_ip", json!("198.51.100.1"), "source_ip"),
+        (0, "user_agent", json!("curl/8"), "user_agent"),
+        (1, "outcome", json!("success"), "outcome"),
+        (
+            0,
+            "before",
+            json!({"salary": 95000, "currency": "EUR", "grade": "L4",
+                             "bonus_pct": 7.5, "adjustments": [-1200, 300]}),
+            "before.salary",
+        ),
+        (1, "after", json!({"rows": 1}), "after"),
+        (
+            0,
+            "metadata",
+            json!({"reason": "annual review", "approvers": ["m-1", "m-2"],
+                               "delta": -6000.0}),
+            "metadata.delta",
+        ),
+    ];
+    // The page is newest first: seq 1 is at position 0.
+    for (seq, field, value, named) in forgeries {
+        let mut page = full_page();
+        page["events"][1 - seq][field] = value;
+        let (code, report) = verify_page_json(&page, &[]);
+        assert_eq!(code, 1, "{field}: {report}");
+        assert_eq!(report["error"]["code"], "display_mismatch", "{field}");
+        assert_eq!(report["error"]["seq"], seq, "{field}");
+        let message = report["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`{named}`")),
+            "{field}: {message}"
+        );
+    }
+}
+
+#[test]
+fn annal_verify_counts_payload_fields_it_cannot_check() {
+    let mut page = served_page();
+    // Seq 0, served without payload bytes, shows an actor anyway.
+    page["events"][1]["actor"] = json!({"id": "someone-else", "type": "user"});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("page.json");
+    std::fs::write(&path, page.to_string()).unwrap();
+    let (code, text) = run_cli(&[&path], false);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("warning: 1 records show payload fields"),
+        "{text}"
+    );
+    let (code, report) = verify_page_json(&page, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(report["report"]["displays_unchecked"], 1);
+}
+
+#[test]
+fn annal_verify_refuses_a_payload_without_its_salt_and_vice_versa() {
+    for (present, missing) in [("payload_bytes", "salt"), ("salt", "payload_bytes")] {
+        let mut page = full_page();
+        // A tampered payload whose salt was deleted to skip the check.
+        page["events"][0]["payload_bytes"] = json!(b64(PAYLOAD_0));
+        page["events"][0].as_object_mut().unwrap().remove(missing);
+        let (code, report) = verify_page_json(&page, &[]);
+        assert_eq!(code, 1, "{report}");
+        assert_eq!(report["error"]["code"], "unpaired_payload");
+        assert_eq!(report["error"]["seq"], 1);
+        let message = report["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("seq 1: {present} without {missing}")),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn annal_verify_checks_the_pinned_tenant() {
+    let (code, report) = verify_page_json(
+        &full_page(),
+        &["--tenant", "0f8fad5b-d9cb-469f-a165-70867728950e"],
+    );
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["report"]["tenant_pinned"], true);
+
+    let (code, report) = verify_page_json(
+        &full_page(),
+        &["--tenant", "3f2504e0-4f89-41d3-9a0c-0305e82c3301"],
+    );
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["error"]["code"], "wrong_tenant");
+    assert_eq!(report["error"]["seq"], 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("page.json");
+    std::fs::write(&path, full_page().to_string()).unwrap();
+    let (code, text) = run_cli_with(&[&path], false, &["--tenant", "not-a-uuid"]);
+    assert_eq!(code, 2, "{text}");
 }

@@ -2,7 +2,7 @@
 //! no network.
 //!
 //! Reads every FILE, pools their events into one run of a tenant's log and
-//! verifies it with [`annal::verify::verify_chain`]. Exit status: 0 when
+//! verifies it with [`annal::verify::verify_chain_with`]. Exit status: 0 when
 //! everything verifies, 1 when a record fails, 2 when the input cannot be
 //! read (or the command line is wrong).
 
@@ -12,10 +12,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::json;
 
-use annal::verify::{ChainRecord, ChainReport, VerifyError, parse_events, verify_chain};
+use annal::ledger::TenantId;
+use annal::verify::{
+    ChainRecord, ChainReport, VerifyError, VerifyOptions, parse_events, verify_chain_with,
+};
 
 /// Verify exported Annal events offline: contiguous seqs, canonical records,
-/// leaf hashes, payload commitments and the hash chain.
+/// leaf hashes, payload commitments, the hash chain, and that every displayed
+/// field (actor, action, …) matches the verified bytes.
 #[derive(Debug, Parser)]
 #[command(name = "annal-verify", version)]
 struct Args {
@@ -24,6 +28,11 @@ struct Args {
     /// files together must form one contiguous run of one tenant's log.
     #[arg(value_name = "FILE", required = true)]
     files: Vec<PathBuf>,
+
+    /// The tenant (UUID) every record must belong to. Without it, the first
+    /// record's tenant is taken on trust.
+    #[arg(long, value_name = "UUID")]
+    tenant: Option<TenantId>,
 
     /// Print a machine-readable JSON report on stdout, on success and failure.
     #[arg(long)]
@@ -62,16 +71,28 @@ fn report_success(report: &ChainReport, as_json: bool) {
             report.first_seq
         )
     };
+    let pinned = if report.tenant_pinned {
+        " (as expected)"
+    } else {
+        " (not pinned: pass --tenant to require it)"
+    };
     println!(
-        "OK: {} records, seq {}..={}, tenant {}, {} payloads checked; {}; head chain hash {}",
+        "OK: {} records, seq {}..={}, tenant {}{}, {} payloads checked; {}; head chain hash {}",
         report.records_checked,
         report.first_seq,
         report.last_seq,
         report.tenant_id,
+        pinned,
         report.payloads_checked,
         anchor,
         report.head_chain_hash,
     );
+    if report.displays_unchecked > 0 {
+        eprintln!(
+            "warning: {} records show payload fields (actor, resource, ...) without payload_bytes and salt; those fields are NOT verified",
+            report.displays_unchecked
+        );
+    }
 }
 
 fn report_failure(error: &VerifyError, as_json: bool) {
@@ -112,7 +133,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match verify_chain(records) {
+    let mut options = VerifyOptions::default();
+    if let Some(tenant) = args.tenant {
+        options = options.with_tenant(tenant);
+    }
+    match verify_chain_with(records, &options) {
         Ok(report) => {
             report_success(&report, args.json);
             ExitCode::SUCCESS

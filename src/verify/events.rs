@@ -1,16 +1,16 @@
 //! Exported events as JSON: the shape `GET /v1/events` and exports serve,
 //! read into [`ChainRecord`]s.
 //!
-//! Owns the mapping from the served JSON fields to bytes and hashes; must
-//! never judge the records (that is [`super::verify_chain`]'s job) and ignores
-//! every field it does not need.
+//! Owns the mapping from the served JSON fields to bytes, hashes and the
+//! displayed view; must never judge the records (that is
+//! [`super::verify_chain`]'s job) and ignores every field it does not need.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ChainRecord;
+use super::{ChainRecord, Displayed};
 use crate::ledger::{ChainHash, LeafHash, Salt, Seq};
 
 /// The fields of a served event the verifier reads.
@@ -137,6 +137,10 @@ fn base64(field: &'static str, text: &str) -> Result<Vec<u8>, EventError> {
 }
 
 fn parse_event(value: Value) -> Result<ChainRecord, EventError> {
+    let displayed = match &value {
+        Value::Object(object) => Displayed::from_event(object),
+        _ => Displayed::default(),
+    };
     let wire: WireEvent = serde_json::from_value(value).map_err(EventError::Fields)?;
     Ok(ChainRecord {
         seq: Seq::new(wire.seq),
@@ -148,6 +152,7 @@ fn parse_event(value: Value) -> Result<ChainRecord, EventError> {
             .map(|p| base64("payload_bytes", &p))
             .transpose()?,
         salt: wire.salt,
+        displayed,
     })
 }
 
@@ -179,6 +184,13 @@ mod tests {
             assert_eq!(records[0].seq, Seq::new(1));
             assert_eq!(records[0].record, vec![0, 1]);
             assert_eq!(records[0].payload, None);
+            assert_eq!(
+                records[0].displayed,
+                Displayed {
+                    actor: Some(serde_json::json!({"id": "x"})),
+                    ..Displayed::default()
+                }
+            );
         }
     }
 
@@ -191,6 +203,17 @@ mod tests {
         let record = parse_events(&text).unwrap().remove(0);
         assert_eq!(record.payload, Some(vec![0xc0]));
         assert_eq!(record.salt, Some(Salt::from_bytes([0; 32])));
+    }
+
+    #[test]
+    fn keeps_displayed_fields_as_shown_including_null() {
+        let text = format!(
+            r#"{{"seq":0,"record":"AA==","leaf_hash":"{LEAF}","chain_hash":"{CHAIN}","event_id":"E","before":null,"status":"created"}}"#
+        );
+        let shown = parse_events(&text).unwrap().remove(0).displayed;
+        assert_eq!(shown.event_id, Some(Value::String("E".to_owned())));
+        assert_eq!(shown.before, Some(Value::Null));
+        assert_eq!(shown.after, None);
     }
 
     #[test]

@@ -2,21 +2,27 @@
 //! against the format in `docs/FORMAT.md`, trusting nothing in the export.
 //!
 //! Owns the chain checks (contiguity, canonical headers, leaf hashes, payload
-//! commitments, chain links) and the parsing of exported event JSON. Must
+//! commitments, chain links, the expected tenant), the comparison of the
+//! human-readable event fields with the verified bytes, and the parsing of
+//! exported event JSON. Must
 //! never touch a database, the network or the clock: an auditor runs it on a
 //! laptop with nothing but the export. Merkle proofs and signed checkpoints
 //! are not checked here yet.
 
+mod display;
 mod events;
 
 use serde::Serialize;
 
 use crate::ledger::{
-    ChainHash, DecodeError, Header, LeafHash, PayloadCommitment, Salt, Seq, TenantId, chain_hash,
-    commit_payload, decode_payload, leaf_hash,
+    ChainHash, DecodeError, Header, LeafHash, Payload, PayloadCommitment, Salt, Seq, TenantId,
+    chain_hash, commit_payload, decode_payload, leaf_hash,
 };
 
+pub use display::Displayed;
 pub use events::{EventError, EventsError, parse_events};
+
+use display::{DisplayCheck, check_display};
 
 /// One record as exported: the stored bytes and hashes, and the payload with
 /// its salt where the exporter was allowed to include them.
@@ -34,6 +40,27 @@ pub struct ChainRecord {
     pub payload: Option<Vec<u8>>,
     /// The payload's salt, if included.
     pub salt: Option<Salt>,
+    /// The human-readable fields the export shows next to the bytes
+    /// ([`parse_events`] fills them; `Displayed::default()` shows nothing).
+    /// Every shown field is compared with the verified bytes.
+    pub displayed: Displayed,
+}
+
+/// What a verification expects beyond the format itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyOptions {
+    /// The tenant every record must belong to. Without it, the first
+    /// record's tenant is taken on trust and the others must match it.
+    pub tenant: Option<TenantId>,
+}
+
+impl VerifyOptions {
+    /// Requires every record to belong to `tenant`.
+    pub fn with_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
 }
 
 /// What a successful verification covered.
@@ -50,6 +77,9 @@ pub struct ChainReport {
     pub last_seq: Seq,
     /// The tenant all records belong to.
     pub tenant_id: TenantId,
+    /// Whether that tenant was given in advance ([`VerifyOptions::tenant`])
+    /// rather than taken from the first record.
+    pub tenant_pinned: bool,
     /// The chain hash of the last record, which commits to the whole run.
     pub head_chain_hash: ChainHash,
     /// Whether the run starts at seq 0 and so was linked to the tenant's
@@ -57,6 +87,10 @@ pub struct ChainReport {
     /// on trust as the anchor; compare it with a checkpoint or an earlier
     /// export.
     pub anchored_at_genesis: bool,
+    /// How many records show payload fields (`actor`, `resource`, …) without
+    /// payload bytes to check them against. Those fields are unverified;
+    /// every other shown field was compared with the bytes.
+    pub displays_unchecked: u64,
 }
 
 /// What is wrong with a record. "Expected" is always the value the export
@@ -89,6 +123,24 @@ pub enum Failure {
         /// This record's tenant.
         found: TenantId,
     },
+    /// The record belongs to another tenant than the one the verification
+    /// was told to expect.
+    #[error("tenant {found} is not the expected tenant {expected}")]
+    WrongTenant {
+        /// The tenant given in [`VerifyOptions::tenant`].
+        expected: TenantId,
+        /// This record's tenant.
+        found: TenantId,
+    },
+    /// Only one of payload bytes and salt is present, so the payload cannot
+    /// be checked against its commitment.
+    #[error("{present} without {missing}: the payload cannot be checked")]
+    UnpairedPayload {
+        /// The field that is present (`payload_bytes` or `salt`).
+        present: &'static str,
+        /// The field that is missing.
+        missing: &'static str,
+    },
     /// The stated leaf hash is not the hash of the record bytes.
     #[error("leaf hash mismatch: expected {expected}, calculated {calculated}")]
     LeafHashMismatch {
@@ -117,6 +169,14 @@ pub enum Failure {
         /// As recomputed.
         calculated: ChainHash,
     },
+    /// A human-readable field the export shows (`event_id`, `actor`, …)
+    /// differs from what the verified header or payload says.
+    #[error("displayed `{field}` differs from the verified record")]
+    DisplayMismatch {
+        /// The field, with the key inside an object where one differs
+        /// (e.g. `actor.name`).
+        field: String,
+    },
 }
 
 impl Failure {
@@ -128,10 +188,13 @@ impl Failure {
             Failure::MalformedRecord(_) => "malformed_record",
             Failure::SeqMismatch { .. } => "seq_mismatch",
             Failure::TenantMismatch { .. } => "tenant_mismatch",
+            Failure::WrongTenant { .. } => "wrong_tenant",
+            Failure::UnpairedPayload { .. } => "unpaired_payload",
             Failure::LeafHashMismatch { .. } => "leaf_hash_mismatch",
             Failure::PayloadCommitmentMismatch { .. } => "payload_commitment_mismatch",
             Failure::MalformedPayload(_) => "malformed_payload",
             Failure::ChainHashMismatch { .. } => "chain_hash_mismatch",
+            Failure::DisplayMismatch { .. } => "display_mismatch",
         }
     }
 }
@@ -176,69 +239,95 @@ fn fail(seq: Seq, failure: Failure) -> VerifyError {
 }
 
 /// Verifies a run of one tenant's records, in any order (exports page newest
-/// first), and stops at the first failure in seq order.
+/// first), and stops at the first failure in seq order. Same as
+/// [`verify_chain_with`] with default options: the tenant is the first
+/// record's.
+pub fn verify_chain<I>(records: I) -> Result<ChainReport, VerifyError>
+where
+    I: IntoIterator<Item = ChainRecord>,
+{
+    verify_chain_with(records, &VerifyOptions::default())
+}
+
+/// Verifies a run of one tenant's records, in any order, and stops at the
+/// first failure in seq order.
 ///
 /// Checks, per record: seqs are contiguous with no duplicates; the header is
-/// canonical and names the listed seq and the same tenant as the first
-/// record; the stated leaf hash is the hash of the header bytes; payload and
-/// salt, when both are present, decode canonically and match the header's
-/// commitment; the stated chain hash links to the previous one, or to the
-/// tenant's genesis value at seq 0. A run that starts above seq 0 is anchored
-/// on its first record's stated chain hash (see
-/// [`ChainReport::anchored_at_genesis`]).
-pub fn verify_chain<I>(records: I) -> Result<ChainReport, VerifyError>
+/// canonical and names the listed seq; its tenant is `options.tenant` when
+/// given, else the first record's; the stated leaf hash is the hash of the
+/// header bytes; payload and salt are both present or both absent, and when
+/// present the payload matches the header's commitment and decodes
+/// canonically; the stated chain hash links to the previous one, or to the
+/// tenant's genesis value at seq 0; every displayed field equals its
+/// rendering from the header or the decoded payload (see [`Displayed`]). A run
+/// that starts above seq 0 is anchored on its first record's stated chain
+/// hash (see [`ChainReport::anchored_at_genesis`]).
+pub fn verify_chain_with<I>(records: I, options: &VerifyOptions) -> Result<ChainReport, VerifyError>
 where
     I: IntoIterator<Item = ChainRecord>,
 {
     let mut records: Vec<ChainRecord> = records.into_iter().collect();
     records.sort_by_key(|r| r.seq);
-    let mut records = records.into_iter();
-    let Some(first) = records.next() else {
-        return Err(VerifyError::NoRecords);
-    };
-
-    let first_header = check_record(&first)?;
-    let tenant_id = first_header.tenant_id;
-    let anchored_at_genesis = first.seq == Seq::ZERO;
-    if anchored_at_genesis {
-        check_link(&first, &ChainHash::genesis(tenant_id))?;
-    }
-    let mut report = ChainReport {
-        records_checked: 1,
-        payloads_checked: u64::from(check_payload(&first, &first_header)?),
-        first_seq: first.seq,
-        last_seq: first.seq,
-        tenant_id,
-        head_chain_hash: first.chain_hash,
-        anchored_at_genesis,
-    };
+    let mut report: Option<ChainReport> = None;
 
     for record in records {
         let seq = record.seq;
-        if seq == report.last_seq {
-            return Err(fail(seq, Failure::DuplicateSeq));
-        }
-        let expected = report.last_seq.next();
-        if seq != expected {
-            return Err(fail(seq, Failure::Gap { expected }));
+        if let Some(report) = &report {
+            if seq == report.last_seq {
+                return Err(fail(seq, Failure::DuplicateSeq));
+            }
+            let expected = report.last_seq.next();
+            if seq != expected {
+                return Err(fail(seq, Failure::Gap { expected }));
+            }
         }
         let header = check_record(&record)?;
-        if header.tenant_id != tenant_id {
-            return Err(fail(
-                seq,
-                Failure::TenantMismatch {
-                    expected: tenant_id,
-                    found: header.tenant_id,
-                },
-            ));
+        let found = header.tenant_id;
+        match (options.tenant, &report) {
+            (Some(expected), _) if found != expected => {
+                return Err(fail(seq, Failure::WrongTenant { expected, found }));
+            }
+            (None, Some(report)) if found != report.tenant_id => {
+                return Err(fail(
+                    seq,
+                    Failure::TenantMismatch {
+                        expected: report.tenant_id,
+                        found,
+                    },
+                ));
+            }
+            _ => {}
         }
-        report.payloads_checked += u64::from(check_payload(&record, &header)?);
-        check_link(&record, &report.head_chain_hash)?;
+        let payload = check_payload(&record, &header)?;
+        let prev = match &report {
+            Some(report) => Some(report.head_chain_hash),
+            None if seq == Seq::ZERO => Some(ChainHash::genesis(found)),
+            None => None,
+        };
+        if let Some(prev) = prev {
+            check_link(&record, &prev)?;
+        }
+        let display = check_display(&record.displayed, &header, payload.as_ref())
+            .map_err(|field| fail(seq, Failure::DisplayMismatch { field }))?;
+
+        let report = report.get_or_insert_with(|| ChainReport {
+            records_checked: 0,
+            payloads_checked: 0,
+            first_seq: seq,
+            last_seq: seq,
+            tenant_id: found,
+            tenant_pinned: options.tenant.is_some(),
+            head_chain_hash: record.chain_hash,
+            anchored_at_genesis: seq == Seq::ZERO,
+            displays_unchecked: 0,
+        });
         report.records_checked += 1;
+        report.payloads_checked += u64::from(payload.is_some());
+        report.displays_unchecked += u64::from(display == DisplayCheck::PayloadFieldsUnchecked);
         report.last_seq = seq;
         report.head_chain_hash = record.chain_hash;
     }
-    Ok(report)
+    report.ok_or(VerifyError::NoRecords)
 }
 
 /// Decodes the header and checks its seq and the stated leaf hash.
@@ -267,12 +356,32 @@ fn check_record(record: &ChainRecord) -> Result<Header, VerifyError> {
     Ok(header)
 }
 
-/// Checks payload and salt when both are present; returns whether it did.
-fn check_payload(record: &ChainRecord, header: &Header) -> Result<bool, VerifyError> {
-    let (Some(payload), Some(salt)) = (&record.payload, &record.salt) else {
-        return Ok(false);
-    };
+/// Checks payload and salt: both absent is fine (nothing to check), one
+/// without the other is a failure. Returns the decoded payload when checked.
+fn check_payload(record: &ChainRecord, header: &Header) -> Result<Option<Payload>, VerifyError> {
     let seq = record.seq;
+    let (payload, salt) = match (&record.payload, &record.salt) {
+        (None, None) => return Ok(None),
+        (Some(payload), Some(salt)) => (payload, salt),
+        (Some(_), None) => {
+            return Err(fail(
+                seq,
+                Failure::UnpairedPayload {
+                    present: "payload_bytes",
+                    missing: "salt",
+                },
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(fail(
+                seq,
+                Failure::UnpairedPayload {
+                    present: "salt",
+                    missing: "payload_bytes",
+                },
+            ));
+        }
+    };
     let calculated = commit_payload(salt, payload);
     if calculated != header.payload_commitment {
         return Err(fail(
@@ -283,8 +392,9 @@ fn check_payload(record: &ChainRecord, header: &Header) -> Result<bool, VerifyEr
             },
         ));
     }
-    decode_payload(payload).map_err(|e| fail(seq, Failure::MalformedPayload(e)))?;
-    Ok(true)
+    decode_payload(payload)
+        .map(Some)
+        .map_err(|e| fail(seq, Failure::MalformedPayload(e)))
 }
 
 /// Checks that the stated chain hash follows from `prev` and the leaf (the
@@ -359,6 +469,7 @@ mod tests {
             if seqs.contains(&i) {
                 out.push(ChainRecord {
                     seq: Seq::new(i),
+                    displayed: Displayed::rendered(&sealed.header, Some(&payload(i))),
                     record: sealed.record,
                     leaf_hash: sealed.leaf_hash,
                     chain_hash,
@@ -503,11 +614,108 @@ mod tests {
     }
 
     #[test]
-    fn a_payload_without_its_salt_is_not_checked() {
+    fn payload_and_salt_must_come_together() {
         let mut records = run(tenant(1), 0..3);
         records[1].salt = None;
+        assert_eq!(failure_at(verify_chain(records)), (1, "unpaired_payload"));
+        let mut records = run(tenant(1), 0..3);
         records[2].payload = None;
-        assert_eq!(verify_chain(records).unwrap().payloads_checked, 1);
+        match verify_chain(records) {
+            Err(VerifyError::Record { seq, failure }) => {
+                assert_eq!(seq, Seq::new(2));
+                assert_eq!(
+                    failure,
+                    Failure::UnpairedPayload {
+                        present: "salt",
+                        missing: "payload_bytes"
+                    }
+                );
+            }
+            other => panic!("expected an unpaired payload, got {other:?}"),
+        }
+        // Both absent: nothing to check, and not a failure.
+        let mut records = run(tenant(1), 0..3);
+        records[1].payload = None;
+        records[1].salt = None;
+        records[1].displayed = Displayed::default();
+        let report = verify_chain(records).unwrap();
+        assert_eq!((report.payloads_checked, report.displays_unchecked), (2, 0));
+    }
+
+    #[test]
+    fn deleting_the_salt_does_not_hide_a_tampered_payload() {
+        let mut records = run(tenant(1), 0..3);
+        records[1].payload = Some(encode_payload(&payload(99)));
+        records[1].displayed = Displayed::rendered(
+            &Header::decode(&records[1].record).unwrap(),
+            Some(&payload(99)),
+        );
+        records[1].salt = None;
+        assert_eq!(failure_at(verify_chain(records)), (1, "unpaired_payload"));
+    }
+
+    #[test]
+    fn a_forged_displayed_field_is_caught_and_named() {
+        let mut records = run(tenant(1), 0..3);
+        records[1].displayed.actor = Some(serde_json::json!({"id": "u7", "type": "user"}));
+        match verify_chain(records) {
+            Err(VerifyError::Record { seq, failure }) => {
+                assert_eq!(seq, Seq::new(1));
+                assert_eq!(failure.code(), "display_mismatch");
+                assert_eq!(
+                    failure,
+                    Failure::DisplayMismatch {
+                        field: "actor.id".to_owned()
+                    }
+                );
+            }
+            other => panic!("expected a display mismatch, got {other:?}"),
+        }
+        let mut records = run(tenant(1), 0..3);
+        records[2].displayed.action = Some(serde_json::json!("employee.delete"));
+        assert_eq!(failure_at(verify_chain(records)), (2, "display_mismatch"));
+    }
+
+    #[test]
+    fn payload_fields_shown_without_payload_bytes_are_counted_as_unchecked() {
+        let mut records = run(tenant(1), 0..3);
+        records[1].payload = None;
+        records[1].salt = None;
+        records[1].displayed.actor = Some(serde_json::json!({"id": "forged", "type": "user"}));
+        let report = verify_chain(records.clone()).unwrap();
+        assert_eq!((report.payloads_checked, report.displays_unchecked), (2, 1));
+        // The header fields are still checked.
+        records[1].displayed.event_id = Some(serde_json::json!(Uuid::nil()));
+        assert_eq!(failure_at(verify_chain(records)), (1, "display_mismatch"));
+    }
+
+    #[test]
+    fn a_pinned_tenant_is_required_of_every_record() {
+        let options = VerifyOptions::default().with_tenant(tenant(1));
+        let report = verify_chain_with(run(tenant(1), 2..4), &options).unwrap();
+        assert!(report.tenant_pinned);
+        assert!(!verify_chain(run(tenant(1), 2..4)).unwrap().tenant_pinned);
+
+        match verify_chain_with(run(tenant(2), 0..2), &options) {
+            Err(VerifyError::Record { seq, failure }) => {
+                assert_eq!(seq, Seq::new(0));
+                assert_eq!(failure.code(), "wrong_tenant");
+                assert_eq!(
+                    failure,
+                    Failure::WrongTenant {
+                        expected: tenant(1),
+                        found: tenant(2)
+                    }
+                );
+            }
+            other => panic!("expected a wrong tenant, got {other:?}"),
+        }
+        let mut records = run(tenant(1), 0..3);
+        records[2] = run(tenant(2), 2..3).remove(0);
+        assert_eq!(
+            failure_at(verify_chain_with(records, &options)),
+            (2, "wrong_tenant")
+        );
     }
 
     #[test]
