@@ -132,11 +132,58 @@ async fn a_key_of_another_tenant_never_sees_this_tenants_events() {
             .iter()
             .all(|e| e["action"] == "audit.read")
     );
-    // Writes land in the writer's own tenant, whatever the body says.
+    // A body cannot name a tenant: the field does not exist.
     let mut body = event(9);
     body["tenant_id"] = json!(app.tenant.id.to_string());
     assert_eq!(
         app.post("/v1/events", &other.key, &body).await.status(),
         400
     );
+}
+
+#[tokio::test]
+async fn writes_land_in_the_keys_own_tenant_and_nowhere_else() {
+    let app = spawn_app().await;
+    let other = app.new_tenant(&Scope::ALL).await;
+    let mut one = event(1);
+    one["resource"]["id"] = json!("written-by-b");
+    let r = app.post("/v1/events", &other.key, &one).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["seq"],
+        0,
+        "B's chain starts at 0"
+    );
+    let mut two = event(2);
+    two["resource"]["id"] = json!("batch-by-b");
+    let r = app
+        .post("/v1/events/batch", &other.key, &json!({ "events": [two] }))
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap()["events"][0]["seq"], 1);
+
+    for id in ["written-by-b", "batch-by-b"] {
+        let mine: Value = app
+            .get(&format!("/v1/events?resource_id={id}"), &app.tenant.key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            mine["events"].as_array().unwrap().is_empty(),
+            "A does not see {id}"
+        );
+        let theirs: Value = app
+            .get(&format!("/v1/events?resource_id={id}"), &other.key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(theirs["events"].as_array().unwrap().len(), 1, "B sees {id}");
+    }
+    // A's chain holds only its own two audit.read records (seq 0 and 1).
+    let r = app.post("/v1/events", &app.tenant.key, &event(3)).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["seq"], 2);
+    let report = app.verify_chain(&other).await;
+    assert_eq!(report.tenant_id, other.id);
 }

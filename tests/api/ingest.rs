@@ -270,6 +270,17 @@ async fn concurrent_clients_of_one_tenant_get_a_gapless_chain() {
     assert_gapless(&receipts, 400);
     let report = app.verify_chain(&app.tenant).await;
     assert_eq!(report.records_checked, 400);
+    // Group commit happened: some transaction held more than one request.
+    let grouped = app
+        .server
+        .output()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "group committed")
+        .filter_map(|l| l["fields"]["batch.requests"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(grouped > 1, "largest group held {grouped} request(s)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,4 +291,43 @@ async fn two_server_processes_on_one_database_keep_one_linear_chain() {
     let receipts = hammer(urls, app.tenant.key.clone(), 16, 25).await;
     assert_gapless(&receipts, 400);
     app.verify_chain(&app.tenant).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_of_one_event_id_through_two_processes_store_it_once() {
+    let app = spawn_app().await;
+    let second = Server::spawn(&app.db, &app.pepper);
+    let mut body = event(1);
+    body["event_id"] = json!("9e0f2d6a-3c55-4f0e-8a4b-6f1b2c3d4e5f");
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let url = if i % 2 == 0 {
+            app.server.url("/v1/events")
+        } else {
+            second.url("/v1/events")
+        };
+        let (http, key, body) = (http.clone(), app.tenant.key.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut created = 0;
+    let mut seqs = HashSet::new();
+    for t in tasks {
+        let (status, receipt) = t.await.unwrap();
+        assert!(status == 201 || status == 200, "{status}");
+        created += usize::from(status == 201);
+        seqs.insert(receipt["seq"].as_u64().unwrap());
+    }
+    assert_eq!(created, 1, "exactly one request stored it");
+    assert_eq!(seqs.len(), 1, "every answer names the same record");
+    assert_eq!(app.db.count_events().await, 1);
 }
