@@ -58,6 +58,13 @@ struct Global {
 enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Operator(Operator),
+}
+
+/// One-shot commands against the same database `serve` uses.
+#[derive(Subcommand)]
+enum Operator {
     /// Apply database migrations (as the migrator role).
     Migrate,
     /// Manage tenants.
@@ -124,7 +131,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     annal::telemetry::init(match cli.command {
         Command::Serve(_) => Sink::Stdout,
-        _ => Sink::Stderr,
+        Command::Operator(_) => Sink::Stderr,
     });
     let result = actix_web::rt::System::new().block_on(run(cli));
     match result {
@@ -193,7 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = &resolved.settings;
     match cli.command {
         Command::Serve(args) => serve(&resolved, args).await,
-        command => {
+        Command::Operator(command) => {
             let deployment = settings.open().await?;
             let outcome = operate(settings, &deployment, command).await;
             if let Some(embedded) = &deployment.embedded {
@@ -207,13 +214,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn operate(
     settings: &Settings,
     deployment: &annal::config::Deployment,
-    command: Command,
+    command: Operator,
 ) -> anyhow::Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
     let store = Store::connect(&deployment.app_url, 2)?;
     match command {
-        Command::Serve(_) => unreachable!("serve is handled by run"),
-        Command::Migrate => {
+        Operator::Migrate => {
             if deployment.embedded.is_none() {
                 let url = settings.migrator_database_url.as_deref().context(
                     "ANNAL_MIGRATOR_DATABASE_URL is not set: migrations run as the migrator role, \
@@ -232,7 +238,7 @@ async fn operate(
             }
             Ok(())
         }
-        Command::Tenant(TenantCommand::Create { name, json }) => {
+        Operator::Tenant(TenantCommand::Create { name, json }) => {
             let created = tenants::create(&store, &clock, &name)
                 .await
                 .map_err(explain)?;
@@ -246,7 +252,7 @@ async fn operate(
             }
             Ok(())
         }
-        Command::Keys(KeysCommand::Create {
+        Operator::Keys(KeysCommand::Create {
             tenant,
             scopes,
             json,
@@ -270,7 +276,7 @@ async fn operate(
             }
             Ok(())
         }
-        Command::Keys(KeysCommand::Revoke { id, json }) => {
+        Operator::Keys(KeysCommand::Revoke { id, json }) => {
             let keys = Keys::new(store, settings.pepper()?, clock);
             let revoked = keys.revoke(id).await.map_err(explain)?;
             if json {

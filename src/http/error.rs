@@ -34,9 +34,10 @@ pub enum ApiError {
     /// From the service layer.
     #[error(transparent)]
     Service(#[from] ServiceError),
-    /// The request itself was unacceptable (before reaching a service).
+    /// The request itself was refused before reaching a service (bad body,
+    /// media type, size, path or route).
     #[error("{message}")]
-    BadRequest {
+    Rejected {
         /// HTTP status.
         status: StatusCode,
         /// Stable code.
@@ -49,7 +50,7 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 with `code`.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::BadRequest {
+        ApiError::Rejected {
             status: StatusCode::BAD_REQUEST,
             code,
             message: message.into(),
@@ -58,7 +59,7 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } => code,
+            ApiError::Rejected { code, .. } => code,
             ApiError::Service(e) => match e {
                 ServiceError::Invalid { code, .. } => code,
                 ServiceError::Unauthenticated => "unauthenticated",
@@ -75,7 +76,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { status, .. } => *status,
+            ApiError::Rejected { status, .. } => *status,
             ApiError::Service(e) => match e {
                 ServiceError::Invalid { .. } => StatusCode::BAD_REQUEST,
                 ServiceError::Unauthenticated => StatusCode::UNAUTHORIZED,

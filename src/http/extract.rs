@@ -68,14 +68,14 @@ pub async fn json_body<T: DeserializeOwned>(
             })
             .unwrap_or(false);
         if !ok {
-            return Err(ApiError::BadRequest {
+            return Err(ApiError::Rejected {
                 status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 code: "unsupported_media_type",
                 message: "the body must be application/json".into(),
             });
         }
     }
-    let too_large = || ApiError::BadRequest {
+    let too_large = || ApiError::Rejected {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         code: "body_too_large",
         message: format!("the body exceeds the limit of {limit} bytes"),

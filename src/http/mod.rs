@@ -52,7 +52,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(events::search)
         .service(events::by_seq)
         .default_service(web::to(|| async {
-            Err::<actix_web::HttpResponse, _>(ApiError::BadRequest {
+            Err::<actix_web::HttpResponse, _>(ApiError::Rejected {
                 status: actix_web::http::StatusCode::NOT_FOUND,
                 code: "not_found",
                 message: "no such endpoint".into(),
