@@ -227,7 +227,7 @@ async fn commit_group(
 ) -> Result<Vec<Result<Vec<Appended>, ServiceError>>, StoreError> {
     let mut conn = inner.store.conn().await?;
     let tx = conn.tenant(tenant).await?;
-    tx.lock_chain().await?;
+    let lock = tx.lock_chain().await?;
 
     let retried: Vec<EventId> = jobs
         .iter()
@@ -245,7 +245,7 @@ async fn commit_group(
             .collect()
     };
 
-    let head = events::head(&tx).await?;
+    let head = events::head(&tx, &lock).await?;
     let mut next = head.map_or(Seq::new(0), |h| h.seq.next());
     let mut prev = head.map_or(ChainHash::genesis(tenant), |h| h.chain_hash);
     // Receive times never go backwards along a chain, even across processes
@@ -328,7 +328,7 @@ async fn commit_group(
     }
 
     if !rows.is_empty() {
-        events::insert(&tx, &rows).await?;
+        events::insert(&tx, &lock, &rows).await?;
     }
     tx.commit().await?;
     Ok(outcomes)

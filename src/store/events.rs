@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{StoreError, TenantTx};
+use super::{ChainLock, StoreError, TenantTx};
 use crate::ledger::{ChainHash, EventId, LeafHash, Salt, Seq, Timestamp};
 
 /// A row of the ledger as stored.
@@ -73,9 +73,9 @@ pub struct Head {
     pub received_at: Timestamp,
 }
 
-/// The head of the tenant's chain, or `None` for an empty chain. Call with
-/// the chain lock held to append after it.
-pub async fn head(tx: &TenantTx<'_>) -> Result<Option<Head>, StoreError> {
+/// The head of the tenant's chain, or `None` for an empty chain; with the
+/// chain lock held, so nothing can be appended after it meanwhile.
+pub async fn head(tx: &TenantTx<'_>, _lock: &ChainLock<'_>) -> Result<Option<Head>, StoreError> {
     const HEAD: &str = "SELECT seq, chain_hash, received_at FROM annal.events \
                         WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1";
     let stmt = tx.inner().prepare_cached(HEAD).await?;
@@ -141,9 +141,14 @@ pub struct NewRow {
     pub request_id: Option<String>,
 }
 
-/// Inserts rows in one statement. Rows must continue the chain (the chain
-/// lock held, seqs following the head); the primary key rejects anything else.
-pub async fn insert(tx: &TenantTx<'_>, rows: &[NewRow]) -> Result<(), StoreError> {
+/// Inserts rows in one statement. Rows must continue the chain (seqs
+/// following the head read under the same lock); the primary key rejects
+/// anything else.
+pub async fn insert(
+    tx: &TenantTx<'_>,
+    _lock: &ChainLock<'_>,
+    rows: &[NewRow],
+) -> Result<(), StoreError> {
     const INSERT: &str = "INSERT INTO annal.events \
         (tenant_id, seq, event_id, received_at, action, record, leaf_hash, chain_hash, payload, salt, \
          actor_id, resource_type, resource_id, request_id) \
@@ -261,11 +266,14 @@ pub async fn query(
     let before_seq = filter
         .before_seq
         .map(|s| i64::try_from(s.value()).unwrap_or(i64::MAX));
-    let stmt = tx.inner().prepare_cached(QUERY).await?;
+    // Deliberately not a cached statement: with `$n IS NULL OR ...` filters
+    // a cached plan can go generic and ignore the indexes, while the unnamed
+    // statement tokio-postgres sends for a string is planned with the actual
+    // values every time.
     let rows = tx
         .inner()
         .query(
-            &stmt,
+            QUERY,
             &[
                 &tx.tenant().as_uuid(),
                 &filter.actor_id,

@@ -238,7 +238,7 @@ impl Conn {
         Ok(TenantTx { tx, tenant })
     }
 
-    pub(crate) fn client(&self) -> &deadpool_postgres::Object {
+    pub(in crate::store) fn client(&self) -> &deadpool_postgres::Object {
         &self.0
     }
 }
@@ -262,19 +262,27 @@ impl TenantTx<'_> {
     }
 
     /// Serialises appenders of this tenant's chain across every process on
-    /// the database until the transaction ends.
-    pub async fn lock_chain(&self) -> Result<(), StoreError> {
+    /// the database until the transaction ends. Reading the head to append
+    /// after it, and appending, take the returned token.
+    pub async fn lock_chain(&self) -> Result<ChainLock<'_>, StoreError> {
         const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
         let stmt = self.tx.prepare_cached(LOCK).await?;
         self.tx
             .execute(&stmt, &[&chain_lock_key(self.tenant)])
             .await?;
-        Ok(())
+        Ok(ChainLock {
+            held_by: std::marker::PhantomData,
+        })
     }
 
-    pub(crate) fn inner(&self) -> &deadpool_postgres::Transaction<'_> {
+    pub(in crate::store) fn inner(&self) -> &deadpool_postgres::Transaction<'_> {
         &self.tx
     }
+}
+
+/// Proof that the transaction it borrows holds its tenant's chain lock.
+pub struct ChainLock<'t> {
+    held_by: std::marker::PhantomData<&'t ()>,
 }
 
 /// The advisory lock id of a tenant's chain: the first 8 bytes of its id.
