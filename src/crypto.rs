@@ -16,6 +16,30 @@ use uuid::Uuid;
 
 const TOKEN_PREFIX: &str = "annal_";
 
+/// The public id of an API key: the first half of its token, stored in
+/// clear, used to find the key and to name it in the trail and in commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ApiKeyId(Uuid);
+
+impl ApiKeyId {
+    /// Wraps a UUID.
+    pub fn from_uuid(id: Uuid) -> ApiKeyId {
+        ApiKeyId(id)
+    }
+
+    /// The UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for ApiKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The deployment's key for hashing API key secrets.
 #[derive(Clone)]
 pub struct Pepper([u8; 32]);
@@ -82,7 +106,7 @@ impl fmt::Debug for KeySecret {
 #[derive(Debug)]
 pub struct ApiKeyToken {
     /// The key's id, stored in clear.
-    pub id: Uuid,
+    pub id: ApiKeyId,
     /// The secret, stored only as a keyed hash.
     pub secret: KeySecret,
 }
@@ -98,7 +122,7 @@ impl ApiKeyToken {
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
         ApiKeyToken {
-            id: Uuid::new_v4(),
+            id: ApiKeyId(Uuid::new_v4()),
             secret: KeySecret(secret),
         }
     }
@@ -115,7 +139,7 @@ impl ApiKeyToken {
         let mut secret_bytes = [0u8; 32];
         hex::decode_to_slice(secret, &mut secret_bytes).map_err(|_| MalformedToken)?;
         Ok(ApiKeyToken {
-            id: Uuid::from_bytes(id_bytes),
+            id: ApiKeyId(Uuid::from_bytes(id_bytes)),
             secret: KeySecret(secret_bytes),
         })
     }
@@ -124,7 +148,7 @@ impl ApiKeyToken {
     pub fn reveal(&self) -> String {
         format!(
             "{TOKEN_PREFIX}{}_{}",
-            self.id.simple(),
+            self.id.0.simple(),
             hex::encode(self.secret.0)
         )
     }

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use annal::config::{FileConfig, Settings, write_secret};
+use annal::crypto::ApiKeyId;
 use annal::http::{self, AppState};
 use annal::ledger::TenantId;
 use annal::service::auth::Scope;
@@ -278,7 +279,10 @@ async fn operate(
         }
         Operator::Keys(KeysCommand::Revoke { id, json }) => {
             let keys = Keys::new(store, settings.pepper()?, clock);
-            let revoked = keys.revoke(id).await.map_err(explain)?;
+            let revoked = keys
+                .revoke(ApiKeyId::from_uuid(id))
+                .await
+                .map_err(explain)?;
             if json {
                 println!("{}", serde_json::to_string(&revoked)?);
             } else if revoked.newly_revoked {

@@ -117,6 +117,22 @@ fn non_null(value: Option<Value>) -> Option<Value> {
 }
 
 impl Payload {
+    /// A payload with only its required parts; every optional field empty.
+    pub fn new(actor: Actor, resource: Resource) -> Payload {
+        Payload {
+            actor,
+            resource,
+            occurred_at: None,
+            request_id: None,
+            source_ip: None,
+            user_agent: None,
+            outcome: None,
+            before: None,
+            after: None,
+            metadata: None,
+        }
+    }
+
     /// The same payload with `Some(Value::Null)` in `before`, `after` and
     /// `metadata` replaced by `None`: the form decoding returns, so
     /// `decode_payload(&encode_payload(&p)) == Ok(p.normalised())` always.

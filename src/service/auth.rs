@@ -6,9 +6,8 @@
 
 use std::marker::PhantomData;
 
-use uuid::Uuid;
-
 use super::ServiceError;
+use crate::crypto::ApiKeyId;
 use crate::ledger::TenantId;
 
 /// What an API key may be allowed to do.
@@ -42,12 +41,12 @@ impl Scope {
 #[derive(Debug, Clone)]
 pub struct Principal {
     tenant: TenantId,
-    key_id: Uuid,
+    key_id: ApiKeyId,
     scopes: Vec<Scope>,
 }
 
 impl Principal {
-    pub(crate) fn api_key(tenant: TenantId, key_id: Uuid, scopes: Vec<Scope>) -> Principal {
+    pub(crate) fn api_key(tenant: TenantId, key_id: ApiKeyId, scopes: Vec<Scope>) -> Principal {
         Principal {
             tenant,
             key_id,
@@ -61,7 +60,7 @@ impl Principal {
     }
 
     /// The API key the caller used.
-    pub fn key_id(&self) -> Uuid {
+    pub fn key_id(&self) -> ApiKeyId {
         self.key_id
     }
 

@@ -649,24 +649,20 @@ impl Ledger {
         metadata: Value,
     ) -> Result<(), ServiceError> {
         let payload = Payload {
-            actor: Actor {
-                id: reader.key_id().to_string(),
-                kind: "api_key".into(),
-                name: None,
-                email: None,
-            },
-            resource: Resource {
-                kind: "audit_trail".into(),
-                id: what.into(),
-            },
-            occurred_at: None,
-            request_id: None,
-            source_ip: None,
-            user_agent: None,
             outcome: Some(Outcome::Success),
-            before: None,
-            after: None,
             metadata: Some(metadata),
+            ..Payload::new(
+                Actor {
+                    id: reader.key_id().to_string(),
+                    kind: "api_key".into(),
+                    name: None,
+                    email: None,
+                },
+                Resource {
+                    kind: "audit_trail".into(),
+                    id: what.into(),
+                },
+            )
         };
         let pending = seal_payload(None, "audit.read".into(), &payload);
         self.appender.append(reader.tenant(), vec![pending]).await?;

@@ -5,11 +5,10 @@
 //! says the same thing for every failure.
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::auth::{Principal, Scope};
 use super::{ServiceError, SharedClock};
-use crate::crypto::{ApiKeyToken, Pepper};
+use crate::crypto::{ApiKeyId, ApiKeyToken, Pepper};
 use crate::ledger::TenantId;
 use crate::store::{Store, api_keys, tenants};
 
@@ -17,7 +16,7 @@ use crate::store::{Store, api_keys, tenants};
 #[derive(Debug, Serialize)]
 pub struct CreatedKey {
     /// Key id.
-    pub id: Uuid,
+    pub id: ApiKeyId,
     /// Its tenant.
     pub tenant_id: TenantId,
     /// Its scopes.
@@ -30,7 +29,7 @@ pub struct CreatedKey {
 #[derive(Debug, Serialize)]
 pub struct RevokedKey {
     /// Key id.
-    pub id: Uuid,
+    pub id: ApiKeyId,
     /// Its tenant.
     pub tenant_id: TenantId,
     /// False when it had been revoked before.
@@ -107,7 +106,7 @@ impl Keys {
     }
 
     /// Revokes key `id` (operator action); revoking twice is not an error.
-    pub async fn revoke(&self, id: Uuid) -> Result<RevokedKey, ServiceError> {
+    pub async fn revoke(&self, id: ApiKeyId) -> Result<RevokedKey, ServiceError> {
         let mut conn = self.store.conn().await?;
         let stored = api_keys::find(&conn, id)
             .await?

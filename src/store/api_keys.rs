@@ -2,16 +2,16 @@
 //! and scopes. Secrets themselves are never stored.
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::{Conn, StoreError, TenantTx};
+use crate::crypto::ApiKeyId;
 use crate::ledger::TenantId;
 
 /// A key as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {
     /// Key id (the public half of the token).
-    pub id: Uuid,
+    pub id: ApiKeyId,
     /// The only tenant the key can act for.
     pub tenant_id: TenantId,
     /// HMAC-SHA-256 of the secret under the deployment's pepper.
@@ -25,17 +25,17 @@ pub struct StoredKey {
 /// Finds a key by id, before any tenant is known. `annal.find_api_key`
 /// sets the key id transaction-locally so row-level security shows exactly
 /// that row, in a single round trip.
-pub async fn find(conn: &Conn, id: Uuid) -> Result<Option<StoredKey>, StoreError> {
+pub async fn find(conn: &Conn, id: ApiKeyId) -> Result<Option<StoredKey>, StoreError> {
     const FIND: &str =
         "SELECT id, tenant_id, secret_mac, scopes, revoked_at FROM annal.find_api_key($1)";
     let client = conn.client();
     let stmt = client.prepare_cached(FIND).await?;
-    let row = client.query_opt(&stmt, &[&id]).await?;
+    let row = client.query_opt(&stmt, &[&id.as_uuid()]).await?;
     let Some(row) = row else {
         return Ok(None);
     };
     Ok(Some(StoredKey {
-        id: row.try_get("id")?,
+        id: ApiKeyId::from_uuid(row.try_get("id")?),
         tenant_id: TenantId::from_uuid(row.try_get("tenant_id")?),
         secret_mac: row.try_get("secret_mac")?,
         scopes: row.try_get("scopes")?,
@@ -46,7 +46,7 @@ pub async fn find(conn: &Conn, id: Uuid) -> Result<Option<StoredKey>, StoreError
 /// Stores a new key for the tenant of `tx`.
 pub async fn insert(
     tx: &TenantTx<'_>,
-    id: Uuid,
+    id: ApiKeyId,
     secret_mac: &[u8],
     scopes: &[String],
     created_at: DateTime<Utc>,
@@ -58,7 +58,7 @@ pub async fn insert(
         .execute(
             &stmt,
             &[
-                &id,
+                &id.as_uuid(),
                 &tx.tenant().as_uuid(),
                 &secret_mac,
                 &scopes,
@@ -71,13 +71,17 @@ pub async fn insert(
 
 /// Revokes a live key of the tenant of `tx`; returns whether one was revoked
 /// (false when it does not exist or was already revoked).
-pub async fn revoke(tx: &TenantTx<'_>, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+pub async fn revoke(
+    tx: &TenantTx<'_>,
+    id: ApiKeyId,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
     const REVOKE: &str = "UPDATE annal.api_keys SET revoked_at = $3 \
                           WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL";
     let stmt = tx.inner().prepare_cached(REVOKE).await?;
     let n = tx
         .inner()
-        .execute(&stmt, &[&id, &tx.tenant().as_uuid(), &at])
+        .execute(&stmt, &[&id.as_uuid(), &tx.tenant().as_uuid(), &at])
         .await?;
     Ok(n == 1)
 }

@@ -222,7 +222,7 @@ impl Drop for Server {
 pub struct Tenant {
     pub id: TenantId,
     pub key: String,
-    pub key_id: Uuid,
+    pub key_id: annal::crypto::ApiKeyId,
 }
 
 /// A database, a server on it, and one tenant with an all-scopes key.
@@ -250,7 +250,7 @@ pub async fn spawn_app_with(env: &[(&str, &str)]) -> TestApp {
         tenant: Tenant {
             id: TenantId::from_uuid(Uuid::nil()),
             key: String::new(),
-            key_id: Uuid::nil(),
+            key_id: annal::crypto::ApiKeyId::from_uuid(Uuid::nil()),
         },
         http: reqwest::Client::new(),
     };
