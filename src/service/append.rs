@@ -226,7 +226,7 @@ async fn commit_group(
     jobs: &[Job],
 ) -> Result<Vec<Result<Vec<Appended>, ServiceError>>, StoreError> {
     let mut conn = inner.store.conn().await?;
-    let tx = conn.tenant(tenant).await?;
+    let tx = conn.tenant_for_append(tenant).await?;
     let lock = tx.lock_chain().await?;
 
     let retried: Vec<EventId> = jobs
@@ -235,17 +235,18 @@ async fn commit_group(
         .filter(|e| e.client_id)
         .map(|e| e.event_id)
         .collect();
-    let mut known: HashMap<EventId, StoredEvent> = if retried.is_empty() {
-        HashMap::new()
+    // Both reads come after the lock; sent together, they share a round trip.
+    let (known, head) = if retried.is_empty() {
+        (Vec::new(), events::head(&tx, &lock).await?)
     } else {
-        events::by_event_ids(&tx, &retried)
-            .await?
-            .into_iter()
-            .map(|e| (e.event_id, e))
-            .collect()
+        futures_util::try_join!(
+            events::by_event_ids(&tx, &retried),
+            events::head(&tx, &lock)
+        )?
     };
+    let mut known: HashMap<EventId, StoredEvent> =
+        known.into_iter().map(|e| (e.event_id, e)).collect();
 
-    let head = events::head(&tx, &lock).await?;
     let mut next = head.map_or(Seq::new(0), |h| h.seq.next());
     let mut prev = head.map_or(ChainHash::genesis(tenant), |h| h.chain_hash);
     // Receive times never go backwards along a chain, even across processes

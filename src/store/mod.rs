@@ -235,7 +235,32 @@ impl Conn {
         let tx = self.0.transaction().await?;
         let stmt = tx.prepare_cached(SET_TENANT).await?;
         tx.execute(&stmt, &[&tenant.to_string()]).await?;
-        Ok(TenantTx { tx, tenant })
+        Ok(TenantTx {
+            tx,
+            tenant,
+            chain_locked: false,
+        })
+    }
+
+    /// Opens a transaction scoped to `tenant` that already holds its chain
+    /// lock: setting the tenant and taking the lock cost one round trip
+    /// instead of two. Nothing is read in that statement, so every read
+    /// after it sees whatever the previous holder of the lock committed.
+    pub async fn tenant_for_append(
+        &mut self,
+        tenant: TenantId,
+    ) -> Result<TenantTx<'_>, StoreError> {
+        const SET_TENANT_AND_LOCK: &str =
+            "SELECT set_config('annal.tenant_id', $1, true), pg_advisory_xact_lock($2)";
+        let tx = self.0.transaction().await?;
+        let stmt = tx.prepare_cached(SET_TENANT_AND_LOCK).await?;
+        tx.execute(&stmt, &[&tenant.to_string(), &chain_lock_key(tenant)])
+            .await?;
+        Ok(TenantTx {
+            tx,
+            tenant,
+            chain_locked: true,
+        })
     }
 
     pub(in crate::store) fn client(&self) -> &deadpool_postgres::Object {
@@ -248,6 +273,7 @@ impl Conn {
 pub struct TenantTx<'a> {
     tx: deadpool_postgres::Transaction<'a>,
     tenant: TenantId,
+    chain_locked: bool,
 }
 
 impl TenantTx<'_> {
@@ -264,12 +290,15 @@ impl TenantTx<'_> {
     /// Serialises appenders of this tenant's chain across every process on
     /// the database until the transaction ends. Reading the head to append
     /// after it, and appending, take the returned token.
+    /// Free when the transaction was opened with [`Conn::tenant_for_append`].
     pub async fn lock_chain(&self) -> Result<ChainLock<'_>, StoreError> {
         const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
-        let stmt = self.tx.prepare_cached(LOCK).await?;
-        self.tx
-            .execute(&stmt, &[&chain_lock_key(self.tenant)])
-            .await?;
+        if !self.chain_locked {
+            let stmt = self.tx.prepare_cached(LOCK).await?;
+            self.tx
+                .execute(&stmt, &[&chain_lock_key(self.tenant)])
+                .await?;
+        }
         Ok(ChainLock {
             held_by: std::marker::PhantomData,
         })
