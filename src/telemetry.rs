@@ -1,7 +1,8 @@
 //! Structured logs: JSON lines, one per event, carrying the fields of the
 //! current span (the request id while serving a request). `serve` logs to
 //! stdout; operator commands log to stderr so their stdout (`--json`) stays
-//! machine-readable. Levels come from `RUST_LOG` (default `info`).
+//! machine-readable, and only warnings by default, so the terminal shows
+//! their answer rather than migration chatter. `RUST_LOG` overrides both.
 //!
 //! Some dependencies log values that may be personal data at debug level
 //! (tokio-postgres prints statement parameters). Those targets are held at
@@ -24,9 +25,16 @@ pub enum Sink {
 
 /// Installs the JSON log subscriber for the process.
 pub fn init(sink: Sink) {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let default = match sink {
+        Sink::Stdout => "info",
+        Sink::Stderr => "warn",
+    };
+    let (mut filter, cap) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, "info"),
+        Err(_) => (EnvFilter::new(default), default),
+    };
     for target in DATA_PRINTING_TARGETS {
-        if let Ok(directive) = format!("{target}=info").parse::<Directive>() {
+        if let Ok(directive) = format!("{target}={cap}").parse::<Directive>() {
             filter = filter.add_directive(directive);
         }
     }
