@@ -16,6 +16,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use serde::Deserialize;
 
 use crate::crypto::Pepper;
@@ -63,8 +65,20 @@ impl FileConfig {
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
         let text = fs::read_to_string(path)
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("in the configuration file {}", path.display()))
+        let config: FileConfig = toml::from_str(&text)
+            .with_context(|| format!("in the configuration file {}", path.display()))?;
+        let shared = fs::metadata(path).map(|m| m.permissions().mode() & 0o077 != 0)?;
+        let has_credentials = [&config.database_url, &config.migrator_database_url]
+            .into_iter()
+            .flatten()
+            .any(|url| url.contains("password") || url.contains(':') && url.contains('@'));
+        if shared && has_credentials {
+            tracing::warn!(
+                config.path = %path.display(),
+                "the configuration file holds database credentials and is readable by others; chmod 600 it"
+            );
+        }
+        Ok(config)
     }
 }
 
@@ -106,10 +120,11 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Stops the server if this process started it: what an operator
-    /// command does, so it never stops the PostgreSQL of a running `serve`.
+    /// Stops the server if this process started it and no `serve` has
+    /// adopted it meanwhile: what an operator command does, so it never
+    /// stops the PostgreSQL of a running `serve`.
     pub fn release(&self) -> anyhow::Result<()> {
-        if self.started_here {
+        if self.started_here && !serve_holds(&self.data_dir) {
             self.stop()?;
         }
         Ok(())
@@ -125,6 +140,34 @@ impl Embedded {
 }
 
 const PEPPER_FILE: &str = "api-key-pepper";
+const SERVE_LOCK_FILE: &str = "serve.lock";
+
+/// Held by `serve` for its whole life on an embedded data directory: one
+/// `serve` per data directory, and operator commands can tell that the
+/// cluster is in use. Released when dropped (or when the process dies).
+pub struct ServeLock {
+    _lock: Flock<fs::File>,
+}
+
+fn open_serve_lock(data_dir: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(data_dir.join(SERVE_LOCK_FILE))
+}
+
+/// Whether a `serve` holds the data directory's lock.
+fn serve_holds(data_dir: &Path) -> bool {
+    let Ok(file) = open_serve_lock(data_dir) else {
+        return false;
+    };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(_probe) => false,
+        Err((_, errno)) => errno == Errno::EWOULDBLOCK,
+    }
+}
 
 /// Present in the data directory from the creation of the embedded cluster
 /// until `serve` has created the demo tenant, so a first start interrupted
@@ -143,6 +186,31 @@ impl Settings {
             migrator_url: self.migrator_database_url.clone(),
             embedded: None,
         })
+    }
+
+    /// Takes the embedded data directory for `serve` (nothing to take with
+    /// `DATABASE_URL`); refuses when another `serve` has it.
+    pub fn lock_for_serve(&self) -> anyhow::Result<Option<ServeLock>> {
+        if self.database_url.is_some() {
+            return Ok(None);
+        }
+        // Without server binaries there is nothing to lock: say so first.
+        crate::pg::find_binaries()?;
+        fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
+        let file = open_serve_lock(&self.data_dir).with_context(|| {
+            format!("opening {}", self.data_dir.join(SERVE_LOCK_FILE).display())
+        })?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(ServeLock { _lock: lock })),
+            Err((_, Errno::EWOULDBLOCK)) => bail!(
+                "another annal serve is using the data directory {}; stop it first or choose \
+                 another --data-dir",
+                self.data_dir.display()
+            ),
+            Err((_, errno)) => Err(std::io::Error::from(errno))
+                .with_context(|| format!("locking {}", self.data_dir.display())),
+        }
     }
 
     /// The API key pepper: from the environment with `DATABASE_URL`, from

@@ -311,6 +311,9 @@ fn explain(error: ServiceError) -> anyhow::Error {
 }
 
 async fn serve(resolved: &Resolved, args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything touches the cluster: a serve that may not run must
+    // not adopt (and on exit stop) another serve's PostgreSQL.
+    let _serve_lock = resolved.settings.lock_for_serve()?;
     let deployment = resolved.settings.open().await?;
     let outcome = serve_on(resolved, args, &deployment).await;
     if let Some(embedded) = &deployment.embedded {

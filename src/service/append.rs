@@ -237,12 +237,9 @@ async fn commit_group(
         .collect();
     // Both reads come after the lock; sent together, they share a round trip.
     let (known, head) = if retried.is_empty() {
-        (Vec::new(), events::head(&tx, &lock).await?)
+        (Vec::new(), events::head(&lock).await?)
     } else {
-        futures_util::try_join!(
-            events::by_event_ids(&tx, &retried),
-            events::head(&tx, &lock)
-        )?
+        futures_util::try_join!(events::by_event_ids(&tx, &retried), events::head(&lock))?
     };
     let mut known: HashMap<EventId, StoredEvent> =
         known.into_iter().map(|e| (e.event_id, e)).collect();
@@ -329,7 +326,7 @@ async fn commit_group(
     }
 
     if !rows.is_empty() {
-        events::insert(&tx, &lock, &rows).await?;
+        events::insert(&lock, &rows).await?;
     }
     tx.commit().await?;
     Ok(outcomes)

@@ -48,6 +48,29 @@ pub mod limits {
     pub const REQUEST_ID: usize = 128;
     /// `user_agent`.
     pub const USER_AGENT: usize = 1024;
+    /// Nesting of arrays and objects in `before`, `after` and `metadata`,
+    /// so that any page of events stays well within what JSON parsers
+    /// (serde_json: 128) accept.
+    pub const JSON_DEPTH: usize = 64;
+}
+
+/// How deeply arrays and objects nest in `value` (a scalar is 0).
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn shallow(field: &str, value: Option<Value>) -> Result<Option<Value>, ServiceError> {
+    match value {
+        Some(v) if depth(&v) > limits::JSON_DEPTH => Err(invalid(
+            "invalid_field",
+            format!("{field} nests deeper than {} levels", limits::JSON_DEPTH),
+        )),
+        other => Ok(other),
+    }
 }
 
 /// One event as a client posts it.
@@ -231,9 +254,9 @@ pub fn prepare(input: EventInput) -> Result<Pending, ServiceError> {
             OutcomeInput::Success => Outcome::Success,
             OutcomeInput::Failure => Outcome::Failure,
         }),
-        before: input.before,
-        after: input.after,
-        metadata: input.metadata,
+        before: shallow("before", input.before)?,
+        after: shallow("after", input.after)?,
+        metadata: shallow("metadata", input.metadata)?,
     };
     // JSON null in before/after/metadata is the same as absent (FORMAT.md).
     Ok(seal_payload(input.event_id, action, &payload.normalised()))
@@ -489,12 +512,16 @@ fn parse_filter(input: &QueryInput) -> Result<(Filter, u32), ServiceError> {
         };
     let action = match &input.action {
         None => None,
-        Some(a)
-            if a.len() > limits::ACTION + 1 || a.is_empty() || a.chars().any(char::is_control) =>
-        {
+        Some(a) if a.len() > limits::ACTION + 1 || a.is_empty() => {
             return Err(invalid(
                 "invalid_query",
                 "action filter is empty or too long",
+            ));
+        }
+        Some(a) if a.chars().any(char::is_control) => {
+            return Err(invalid(
+                "invalid_query",
+                "action filter must not contain control characters",
             ));
         }
         Some(a) => match a.strip_suffix('*') {

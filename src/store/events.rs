@@ -75,7 +75,8 @@ pub struct Head {
 
 /// The head of the tenant's chain, or `None` for an empty chain; with the
 /// chain lock held, so nothing can be appended after it meanwhile.
-pub async fn head(tx: &TenantTx<'_>, _lock: &ChainLock<'_>) -> Result<Option<Head>, StoreError> {
+pub async fn head(lock: &ChainLock<'_, '_>) -> Result<Option<Head>, StoreError> {
+    let tx = lock.tx();
     const HEAD: &str = "SELECT seq, chain_hash, received_at FROM annal.events \
                         WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1";
     let stmt = tx.inner().prepare_cached(HEAD).await?;
@@ -144,11 +145,8 @@ pub struct NewRow {
 /// Inserts rows in one statement. Rows must continue the chain (seqs
 /// following the head read under the same lock); the primary key rejects
 /// anything else.
-pub async fn insert(
-    tx: &TenantTx<'_>,
-    _lock: &ChainLock<'_>,
-    rows: &[NewRow],
-) -> Result<(), StoreError> {
+pub async fn insert(lock: &ChainLock<'_, '_>, rows: &[NewRow]) -> Result<(), StoreError> {
+    let tx = lock.tx();
     const INSERT: &str = "INSERT INTO annal.events \
         (tenant_id, seq, event_id, received_at, action, record, leaf_hash, chain_hash, payload, salt, \
          actor_id, resource_type, resource_id, request_id) \

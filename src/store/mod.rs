@@ -39,9 +39,11 @@ pub enum StoreError {
     #[error("no database connection available: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// The database refused or failed a statement. Displayed without the
-    /// server's message and DETAIL, which can quote row values.
+    /// server's message and DETAIL, which can quote row values, and
+    /// deliberately not a `source`: printing an error's chain (`{:#}`) must
+    /// not reach them either.
     #[error("database error: {}", describe(.0))]
-    Postgres(#[from] tokio_postgres::Error),
+    Postgres(tokio_postgres::Error),
     /// A connection string did not parse.
     #[error("invalid database connection string: {0}")]
     Config(String),
@@ -59,6 +61,12 @@ pub enum StoreError {
         /// Which protection it could bypass.
         reason: String,
     },
+    /// The server does not flush commits to disk, so an acknowledged event
+    /// could be lost in a crash.
+    #[error(
+        "the PostgreSQL server runs with fsync off: acknowledged events would not survive a crash; turn fsync on"
+    )]
+    NotDurable,
     /// The database schema is not the one this build expects.
     #[error(
         "database schema is at version {found}, this build needs {expected}: run `annal migrate`"
@@ -69,6 +77,12 @@ pub enum StoreError {
         /// Version this build expects.
         expected: i32,
     },
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(error)
+    }
 }
 
 /// A database error as it may be logged: SQLSTATE and the names of the
@@ -158,11 +172,21 @@ impl Store {
                 WHERE n.nspname = 'annal' AND pg_has_role(current_user, p.proowner, 'MEMBER')) \
             + (SELECT count(*) FROM pg_namespace \
                 WHERE nspname = 'annal' AND pg_has_role(current_user, nspowner, 'MEMBER'))";
-        const MUTATING: &str = "SELECT string_agg(t || ' ' || p, ', ') \
+        // UPDATE counts on any column (a column grant is enough to change
+        // data), except the one the app needs: revoking an API key.
+        const MUTATING: &str = "SELECT string_agg(what, ', ') FROM ( \
+            SELECT t || ' ' || p AS what \
             FROM unnest(ARRAY['annal.events', 'annal.tenants', 'annal.api_keys']) AS t, \
-                 unnest(ARRAY['UPDATE', 'DELETE', 'TRUNCATE']) AS p \
+                 unnest(ARRAY['DELETE', 'TRUNCATE']) AS p \
             WHERE to_regclass(t) IS NOT NULL AND has_table_privilege(current_user, t, p) \
-            AND NOT (t = 'annal.api_keys' AND p = 'UPDATE')";
+            UNION ALL \
+            SELECT format('%s UPDATE (%s)', c.attrelid::regclass, c.attname) \
+            FROM pg_attribute c JOIN pg_class r ON r.oid = c.attrelid \
+            WHERE r.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = 'annal') AND r.relkind = 'r' \
+            AND c.attnum > 0 AND NOT c.attisdropped \
+            AND has_column_privilege(current_user, c.attrelid, c.attnum, 'UPDATE') \
+            AND NOT (r.relname = 'api_keys' AND c.attname = 'revoked_at')) AS grants";
+        const FSYNC: &str = "SELECT current_setting('fsync')";
         const MIGRATED: &str = "SELECT to_regprocedure('annal.schema_version()') IS NOT NULL";
         const VERSION: &str = "SELECT annal.schema_version()";
 
@@ -195,6 +219,10 @@ impl Store {
         let mutating: Option<String> = conn.query_one(MUTATING, &[]).await?.get(0);
         if let Some(grants) = mutating {
             return Err(unsafe_role(format!("it holds {grants}")));
+        }
+        let fsync: String = conn.query_one(FSYNC, &[]).await?.get(0);
+        if fsync != "on" {
+            return Err(StoreError::NotDurable);
         }
         let expected = expected_schema_version();
         let migrated: bool = conn.query_one(MIGRATED, &[]).await?.get(0);
@@ -232,7 +260,7 @@ impl Conn {
     /// Opens a transaction scoped to `tenant`.
     pub async fn tenant(&mut self, tenant: TenantId) -> Result<TenantTx<'_>, StoreError> {
         const SET_TENANT: &str = "SELECT set_config('annal.tenant_id', $1, true)";
-        let tx = self.0.transaction().await?;
+        let tx = self.begin().await?;
         let stmt = tx.prepare_cached(SET_TENANT).await?;
         tx.execute(&stmt, &[&tenant.to_string()]).await?;
         Ok(TenantTx {
@@ -250,9 +278,11 @@ impl Conn {
         &mut self,
         tenant: TenantId,
     ) -> Result<TenantTx<'_>, StoreError> {
-        const SET_TENANT_AND_LOCK: &str =
-            "SELECT set_config('annal.tenant_id', $1, true), pg_advisory_xact_lock($2)";
-        let tx = self.0.transaction().await?;
+        // synchronous_commit is pinned on: a 2xx means the commit is on disk,
+        // whatever the role's or database's default says.
+        const SET_TENANT_AND_LOCK: &str = "SELECT set_config('annal.tenant_id', $1, true), \
+             set_config('synchronous_commit', 'on', true), pg_advisory_xact_lock($2)";
+        let tx = self.begin().await?;
         let stmt = tx.prepare_cached(SET_TENANT_AND_LOCK).await?;
         tx.execute(&stmt, &[&tenant.to_string(), &chain_lock_key(tenant)])
             .await?;
@@ -261,6 +291,18 @@ impl Conn {
             tenant,
             chain_locked: true,
         })
+    }
+
+    /// Every transaction is READ COMMITTED whatever the role's default: the
+    /// chain's reasoning (lock, then read the head in a new statement that
+    /// sees the previous holder's commit) depends on a snapshot per statement.
+    async fn begin(&mut self) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+        Ok(self
+            .0
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await?)
     }
 
     pub(in crate::store) fn client(&self) -> &deadpool_postgres::Object {
@@ -276,7 +318,7 @@ pub struct TenantTx<'a> {
     chain_locked: bool,
 }
 
-impl TenantTx<'_> {
+impl<'a> TenantTx<'a> {
     /// The tenant this transaction is scoped to.
     pub fn tenant(&self) -> TenantId {
         self.tenant
@@ -291,7 +333,7 @@ impl TenantTx<'_> {
     /// the database until the transaction ends. Reading the head to append
     /// after it, and appending, take the returned token.
     /// Free when the transaction was opened with [`Conn::tenant_for_append`].
-    pub async fn lock_chain(&self) -> Result<ChainLock<'_>, StoreError> {
+    pub async fn lock_chain(&self) -> Result<ChainLock<'_, 'a>, StoreError> {
         const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
         if !self.chain_locked {
             let stmt = self.tx.prepare_cached(LOCK).await?;
@@ -299,9 +341,7 @@ impl TenantTx<'_> {
                 .execute(&stmt, &[&chain_lock_key(self.tenant)])
                 .await?;
         }
-        Ok(ChainLock {
-            held_by: std::marker::PhantomData,
-        })
+        Ok(ChainLock { tx: self })
     }
 
     pub(in crate::store) fn inner(&self) -> &deadpool_postgres::Transaction<'_> {
@@ -309,9 +349,18 @@ impl TenantTx<'_> {
     }
 }
 
-/// Proof that the transaction it borrows holds its tenant's chain lock.
-pub struct ChainLock<'t> {
-    held_by: std::marker::PhantomData<&'t ()>,
+/// Proof that a transaction holds its tenant's chain lock, and the only way
+/// to read the head for appending and to append: the queries run on the
+/// transaction the lock was taken in.
+pub struct ChainLock<'t, 'a> {
+    tx: &'t TenantTx<'a>,
+}
+
+impl<'a> ChainLock<'_, 'a> {
+    /// The locked transaction.
+    pub(in crate::store) fn tx(&self) -> &TenantTx<'a> {
+        self.tx
+    }
 }
 
 /// The advisory lock id of a tenant's chain: the first 8 bytes of its id.

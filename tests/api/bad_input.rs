@@ -34,6 +34,10 @@ fn with(field: &str, value: Value) -> Value {
     e
 }
 
+fn deep(levels: usize) -> Value {
+    (0..levels).fold(json!(1), |inner, _| json!([inner]))
+}
+
 fn without(field: &str) -> Value {
     let mut e = event(1);
     e.as_object_mut().unwrap().remove(field);
@@ -184,6 +188,12 @@ async fn each_kind_of_bad_event_gets_its_code_and_stores_nothing() {
             "invalid_timestamp",
         ),
         ("body is an array", json!([event(1)]), 400, "invalid_type"),
+        (
+            "after nested too deep",
+            with("after", deep(65)),
+            400,
+            "invalid_field",
+        ),
     ];
     for (case, body, status, code) in cases {
         let (got, error) = send_raw(
@@ -203,6 +213,17 @@ async fn each_kind_of_bad_event_gets_its_code_and_stores_nothing() {
         );
     }
     assert_eq!(app.db.count_events().await, 0);
+}
+
+#[tokio::test]
+async fn json_values_may_nest_up_to_the_documented_depth() {
+    let app = spawn_app().await;
+    let r = app
+        .post("/v1/events", &app.tenant.key, &with("metadata", deep(64)))
+        .await;
+    assert_eq!(r.status(), 201);
+    // And the page that shows it still parses, for the verifier too.
+    app.verify_chain(&app.tenant).await;
 }
 
 #[tokio::test]

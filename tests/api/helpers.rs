@@ -189,6 +189,20 @@ impl Server {
         self.output.lock().unwrap().clone()
     }
 
+    /// Waits until the output contains `needle` (stdout and stderr are read
+    /// by separate threads, so a line printed before "listening" on the
+    /// other stream may not have been read yet). False after `timeout`.
+    pub fn wait_for_output(&self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.output().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();

@@ -213,12 +213,12 @@ async fn serve_without_a_database_url_runs_its_own_postgres_and_a_demo_tenant() 
     let key = credentials["api_key"].as_str().unwrap().to_owned();
     assert!(credentials["tenant_id"].is_string());
     assert!(
-        server.output().contains("curl"),
-        "prints how to post a first event"
+        server.wait_for_output(&key, Duration::from_secs(10)),
+        "prints the key once, on the terminal"
     );
     assert!(
-        server.output().contains(&key),
-        "prints the key once, on the terminal"
+        server.output().contains("curl"),
+        "prints how to post a first event"
     );
 
     let http = reqwest::Client::new();

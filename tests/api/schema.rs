@@ -250,12 +250,15 @@ async fn serve_refuses_a_role_that_can_become_a_superuser_or_holds_mutating_gran
             "CREATE ROLE admins_{suffix} SUPERUSER NOLOGIN; \
              CREATE ROLE sneaky_{suffix} LOGIN IN ROLE annal_app, admins_{suffix}; \
              CREATE ROLE editor_{suffix} LOGIN IN ROLE annal_app; \
-             GRANT UPDATE ON annal.events TO editor_{suffix};"
+             GRANT UPDATE ON annal.events TO editor_{suffix}; \
+             CREATE ROLE fixer_{suffix} LOGIN IN ROLE annal_app; \
+             GRANT UPDATE (payload) ON annal.events TO fixer_{suffix};"
         ))
         .await
         .unwrap();
     assert!(serve_as(&db, &format!("sneaky_{suffix}")).contains("member of"));
     assert!(serve_as(&db, &format!("editor_{suffix}")).contains("annal.events UPDATE"));
+    assert!(serve_as(&db, &format!("fixer_{suffix}")).contains("annal.events UPDATE (payload)"));
 }
 
 #[tokio::test]
