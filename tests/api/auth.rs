@@ -48,7 +48,9 @@ async fn missing_malformed_unknown_and_revoked_keys_get_401() {
         .await
         .unwrap();
     let unknown = format!("Bearer {}", ApiKeyToken::generate().reveal());
-    let wrong_secret = format!("Bearer {}0", &app.tenant.key[..app.tenant.key.len() - 1]);
+    // The same key with its last secret digit changed (always to another one).
+    let (head, last) = app.tenant.key.split_at(app.tenant.key.len() - 1);
+    let wrong_secret = format!("Bearer {head}{}", if last == "0" { "1" } else { "0" });
     let revoked = format!("Bearer {}", revoked.key);
     let basic = "Basic dXNlcjpwYXNz".to_owned();
     let cases: [(&str, Option<&str>); 6] = [
