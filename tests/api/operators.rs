@@ -2,52 +2,88 @@
 //! default brings up a working service in one command.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
+use annal::crypto::Pepper;
+use serde_json::{Value, json};
 
 use crate::helpers::{ANNAL, Server, TestDb, data_path, event};
 
-fn annal(db: &TestDb, pepper: &annal::crypto::Pepper, args: &[&str]) -> Value {
-    let output = Command::new(ANNAL)
-        .args(args)
-        .env("DATABASE_URL", db.app_url())
-        .env("ANNAL_API_KEY_PEPPER", pepper.to_hex())
-        .output()
-        .unwrap();
+/// `annal ARGS` with nothing inherited that could point it at a database:
+/// only the arguments and `env` reach it.
+fn annal_cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(ANNAL);
+    command.args(args);
+    for var in [
+        "DATABASE_URL",
+        "ANNAL_MIGRATOR_DATABASE_URL",
+        "ANNAL_API_KEY_PEPPER",
+        "ANNAL_CONFIG",
+        "ANNAL_DATA_DIR",
+    ] {
+        command.env_remove(var);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+/// Runs `command`, requires success, and parses its stdout as JSON.
+fn succeeds(mut command: Command) -> Value {
+    let out = command.output().unwrap();
     assert!(
-        output.status.success(),
-        "annal {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&output.stdout).unwrap()
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `command`, requires failure, and returns its stderr.
+fn fails(mut command: Command) -> String {
+    let out = command.output().unwrap();
+    assert!(!out.status.success(), "{command:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn interrupt(server: &mut Server) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    server
+        .wait_exit(Duration::from_secs(30))
+        .expect("serve exits on Ctrl-C")
 }
 
 #[tokio::test]
 async fn tenants_and_keys_are_managed_from_the_command_line() {
     let db = TestDb::new().await;
-    let pepper = annal::crypto::Pepper::generate();
-    let tenant = annal(&db, &pepper, &["tenant", "create", "Acme HR", "--json"]);
+    let pepper = Pepper::generate();
+    let (url, hex) = (db.app_url(), pepper.to_hex());
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("ANNAL_API_KEY_PEPPER", hex.as_str()),
+    ];
+    let tenant = succeeds(annal_cmd(&["tenant", "create", "Acme HR", "--json"], &env));
     assert_eq!(tenant["name"], "Acme HR");
     let tenant_id = tenant["tenant_id"].as_str().unwrap();
-    let key = annal(
-        &db,
-        &pepper,
+    let scopes = "events:write,events:read";
+    let key = succeeds(annal_cmd(
         &[
-            "keys",
-            "create",
-            "--tenant",
-            tenant_id,
-            "--scopes",
-            "events:write,events:read",
-            "--json",
+            "keys", "create", "--tenant", tenant_id, "--scopes", scopes, "--json",
         ],
-    );
-    assert_eq!(
-        key["scopes"],
-        serde_json::json!(["events:write", "events:read"])
-    );
+        &env,
+    ));
+    assert_eq!(key["scopes"], json!(["events:write", "events:read"]));
     let api_key = key["api_key"].as_str().unwrap();
 
     let server = Server::spawn(&db, &pepper);
@@ -60,79 +96,51 @@ async fn tenants_and_keys_are_managed_from_the_command_line() {
     };
     assert_eq!(post().await.unwrap().status(), 201);
 
-    let revoked = annal(
-        &db,
-        &pepper,
-        &["keys", "revoke", key["id"].as_str().unwrap(), "--json"],
-    );
+    let key_id = key["id"].as_str().unwrap();
+    let revoked = succeeds(annal_cmd(&["keys", "revoke", key_id, "--json"], &env));
     assert_eq!(revoked["newly_revoked"], true);
     assert_eq!(
         post().await.unwrap().status(),
         401,
         "revocation takes effect on the next request"
     );
-    let again = annal(
-        &db,
-        &pepper,
-        &["keys", "revoke", key["id"].as_str().unwrap(), "--json"],
-    );
+    let again = succeeds(annal_cmd(&["keys", "revoke", key_id, "--json"], &env));
     assert_eq!(again["newly_revoked"], false);
 }
 
 #[tokio::test]
 async fn operator_commands_explain_their_mistakes() {
     let db = TestDb::new().await;
-    let run = |args: &[&str], pepper: Option<&str>| {
-        let mut c = Command::new(ANNAL);
-        c.args(args)
-            .env("DATABASE_URL", db.app_url())
-            .env_remove("ANNAL_API_KEY_PEPPER");
-        if let Some(p) = pepper {
-            c.env("ANNAL_API_KEY_PEPPER", p);
-        }
-        let out = c.output().unwrap();
-        assert!(!out.status.success(), "{args:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
-    let pepper = annal::crypto::Pepper::generate().to_hex();
+    let url = db.app_url();
+    let pepper = Pepper::generate().to_hex();
+    let without_pepper = [("DATABASE_URL", url.as_str())];
+    let with_pepper = [
+        ("DATABASE_URL", url.as_str()),
+        ("ANNAL_API_KEY_PEPPER", pepper.as_str()),
+    ];
     let nil = uuid::Uuid::nil().to_string();
+    let create = |scopes| {
+        [
+            "keys",
+            "create",
+            "--tenant",
+            nil.as_str(),
+            "--scopes",
+            scopes,
+        ]
+    };
+
     assert!(
-        run(
-            &[
-                "keys",
-                "create",
-                "--tenant",
-                &nil,
-                "--scopes",
-                "events:write"
-            ],
-            None
-        )
-        .contains("ANNAL_API_KEY_PEPPER")
+        fails(annal_cmd(&create("events:write"), &without_pepper)).contains("ANNAL_API_KEY_PEPPER")
+    );
+    assert!(fails(annal_cmd(&create("events:fly"), &with_pepper)).contains("unknown scope"));
+    assert!(fails(annal_cmd(&create("events:write"), &with_pepper)).contains("tenant not found"));
+    assert!(
+        fails(annal_cmd(&["keys", "revoke", &nil], &with_pepper)).contains("API key not found")
     );
     assert!(
-        run(
-            &["keys", "create", "--tenant", &nil, "--scopes", "events:fly"],
-            Some(&pepper)
-        )
-        .contains("unknown scope")
+        fails(annal_cmd(&["migrate"], &without_pepper)).contains("ANNAL_MIGRATOR_DATABASE_URL")
     );
-    assert!(
-        run(
-            &[
-                "keys",
-                "create",
-                "--tenant",
-                &nil,
-                "--scopes",
-                "events:write"
-            ],
-            Some(&pepper)
-        )
-        .contains("tenant not found")
-    );
-    assert!(run(&["keys", "revoke", &nil], Some(&pepper)).contains("API key not found"));
-    assert!(run(&["migrate"], None).contains("ANNAL_MIGRATOR_DATABASE_URL"));
 }
 
 #[tokio::test]
@@ -148,60 +156,48 @@ async fn migrate_applies_the_schema_as_the_migrator() {
     .batch_execute(&format!("CREATE DATABASE {} OWNER annal_migrator", db.name))
     .await
     .unwrap();
-    let out = Command::new(ANNAL)
-        .arg("migrate")
-        .env("DATABASE_URL", db.app_url())
-        .env(
-            "ANNAL_MIGRATOR_DATABASE_URL",
-            db.url(annal::pg::MIGRATOR_ROLE),
-        )
-        .output()
-        .unwrap();
+    let (app, migrator) = (db.app_url(), db.url(annal::pg::MIGRATOR_ROLE));
+    let env = [
+        ("DATABASE_URL", app.as_str()),
+        ("ANNAL_MIGRATOR_DATABASE_URL", migrator.as_str()),
+    ];
+    let out = annal_cmd(&["migrate"], &env).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("applied 1 migration"));
-    let again = Command::new(ANNAL)
-        .arg("migrate")
-        .env("DATABASE_URL", db.app_url())
-        .env(
-            "ANNAL_MIGRATOR_DATABASE_URL",
-            db.url(annal::pg::MIGRATOR_ROLE),
-        )
-        .output()
-        .unwrap();
+    let again = annal_cmd(&["migrate"], &env).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("applied 0 migration"));
 }
 
 #[tokio::test]
 async fn serve_without_a_database_url_runs_its_own_postgres_and_a_demo_tenant() {
     let dir = data_path("embedded");
+    let serve = || {
+        annal_cmd(
+            &["serve", "--bind", "127.0.0.1:0", "--data-dir", path(&dir)],
+            &[],
+        )
+    };
     // An operator command may come first: it creates the cluster, keeps its
     // stdout pure JSON, and stops the PostgreSQL it started.
-    let out = Command::new(ANNAL)
-        .args(["tenant", "create", "First", "--json", "--data-dir"])
-        .arg(&dir)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let first: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = succeeds(annal_cmd(
+        &[
+            "tenant",
+            "create",
+            "First",
+            "--json",
+            "--data-dir",
+            path(&dir),
+        ],
+        &[],
+    ));
     assert_eq!(first["name"], "First");
     assert!(!dir.join("postgres/data/postmaster.pid").exists());
 
-    let mut command = Command::new(ANNAL);
-    command
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env_remove("DATABASE_URL");
-    let mut server = Server::start(command);
-
+    let mut server = Server::start(serve());
     let credentials_path = dir.join("demo-credentials.json");
     let mode = std::fs::metadata(&credentials_path)
         .unwrap()
@@ -222,79 +218,49 @@ async fn serve_without_a_database_url_runs_its_own_postgres_and_a_demo_tenant() 
     );
 
     let http = reqwest::Client::new();
-    let r = http
-        .post(server.url("/v1/events"))
-        .bearer_auth(&key)
-        .json(&event(1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    assert_eq!(
-        http.get(server.url("/readyz"))
+    let post = |server: &Server, body: Value| {
+        http.post(server.url("/v1/events"))
+            .bearer_auth(&key)
+            .json(&body)
             .send()
-            .await
-            .unwrap()
-            .status(),
-        200
+    };
+    assert_eq!(post(&server, event(1)).await.unwrap().status(), 201);
+    let ready = http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    // A second serve on the same data directory refuses, and leaves the
+    // first one's PostgreSQL running.
+    assert!(fails(serve()).contains("another annal serve"));
+    assert_eq!(
+        post(&server, event(2)).await.unwrap().status(),
+        201,
+        "the first serve still has its database"
     );
 
     // Ctrl-C stops the server and its PostgreSQL.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.pid() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = server
-        .wait_exit(Duration::from_secs(30))
-        .expect("serve exits on Ctrl-C");
-    assert!(status.success());
+    assert!(interrupt(&mut server).success());
     assert!(
         !dir.join("postgres/data/postmaster.pid").exists(),
         "PostgreSQL stopped"
     );
 
-    // The second start reuses the cluster: no new demo, the same key works.
-    let mut command = Command::new(ANNAL);
-    command
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env_remove("DATABASE_URL");
-    let mut server = Server::start(command);
+    // The next start reuses the cluster: no new demo, the same key works.
+    let mut server = Server::start(serve());
     assert!(!server.output().contains("demo tenant"));
-    let r = http
-        .post(server.url("/v1/events"))
-        .bearer_auth(&key)
-        .json(&event(2))
-        .send()
-        .await
-        .unwrap();
+    let r = post(&server, event(3)).await.unwrap();
     assert_eq!(r.status(), 201);
-    let receipt: Value = r.json().await.unwrap();
-    assert_eq!(receipt["seq"], 1);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.pid() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    server
-        .wait_exit(Duration::from_secs(30))
-        .expect("serve exits on Ctrl-C");
+    assert_eq!(r.json::<Value>().await.unwrap()["seq"], 2);
+    interrupt(&mut server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn without_postgres_binaries_serve_names_the_package_to_install() {
     let dir = data_path("nobinaries");
-    let out = Command::new(ANNAL)
-        .args(["serve", "--data-dir"])
-        .arg(&dir)
-        .env_remove("DATABASE_URL")
-        .env("ANNAL_PG_BIN", "/nonexistent")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = fails(annal_cmd(
+        &["serve", "--data-dir", path(&dir)],
+        &[("ANNAL_PG_BIN", "/nonexistent")],
+    ));
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -303,7 +269,7 @@ fn without_postgres_binaries_serve_names_the_package_to_install() {
 #[tokio::test]
 async fn a_configuration_file_supplies_settings_that_flags_and_env_override() {
     let db = TestDb::new().await;
-    let pepper = annal::crypto::Pepper::generate();
+    let pepper = Pepper::generate();
     let dir = data_path("config");
     std::fs::create_dir_all(&dir).unwrap();
     let pepper_file = dir.join("pepper");
@@ -319,54 +285,42 @@ async fn a_configuration_file_supplies_settings_that_flags_and_env_override() {
         ),
     )
     .unwrap();
-    let tenant = {
-        let out = Command::new(ANNAL)
-            .args(["tenant", "create", "Configured", "--json", "--config"])
-            .arg(&config)
-            .env_remove("DATABASE_URL")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
-    };
-    let key = {
-        let out = Command::new(ANNAL)
-            .args([
-                "keys",
-                "create",
-                "--scopes",
-                "events:write",
-                "--json",
-                "--tenant",
-            ])
-            .arg(tenant["tenant_id"].as_str().unwrap())
-            .env("ANNAL_CONFIG", &config)
-            .env_remove("DATABASE_URL")
-            .env_remove("ANNAL_API_KEY_PEPPER")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let tenant = succeeds(annal_cmd(
+        &[
+            "tenant",
+            "create",
+            "Configured",
+            "--json",
+            "--config",
+            path(&config),
+        ],
+        &[],
+    ));
+    let tenant_id = tenant["tenant_id"].as_str().unwrap();
+    let key = succeeds(annal_cmd(
+        &[
+            "keys",
+            "create",
+            "--scopes",
+            "events:write",
+            "--json",
+            "--tenant",
+            tenant_id,
+        ],
+        &[("ANNAL_CONFIG", path(&config))],
+    ))["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     // The flag beats the file's bind address; the file's body limit applies.
-    let mut command = Command::new(ANNAL);
-    command
-        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .env_remove("DATABASE_URL")
-        .env_remove("ANNAL_API_KEY_PEPPER");
-    let server = Server::start(command);
+    let serve = || {
+        annal_cmd(
+            &["serve", "--bind", "127.0.0.1:0", "--config", path(&config)],
+            &[],
+        )
+    };
+    let server = Server::start(serve());
     let http = reqwest::Client::new();
     let post = |body: Value| {
         http.post(server.url("/v1/events"))
@@ -376,25 +330,15 @@ async fn a_configuration_file_supplies_settings_that_flags_and_env_override() {
     };
     assert_eq!(post(event(1)).await.unwrap().status(), 201);
     let mut big = event(2);
-    big["metadata"] = serde_json::json!({ "note": "z".repeat(400) });
+    big["metadata"] = json!({ "note": "z".repeat(400) });
     assert_eq!(post(big).await.unwrap().status(), 413);
 
     // A pepper file others can read is refused, and so is an unknown key.
     std::fs::set_permissions(&pepper_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(ANNAL)
-        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .env_remove("DATABASE_URL")
-        .env_remove("ANNAL_API_KEY_PEPPER")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    assert!(fails(serve()).contains("chmod 600"));
     std::fs::write(&config, "colour = \"red\"\n").unwrap();
-    let out = Command::new(ANNAL)
-        .args(["migrate", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
+    assert!(
+        fails(annal_cmd(&["migrate", "--config", path(&config)], &[])).contains("unknown field")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
