@@ -74,24 +74,20 @@ fn sealed() -> Sealed {
 
 fn second_payload() -> Payload {
     Payload {
-        actor: Actor {
-            id: "svc-payroll".to_owned(),
-            kind: "service".to_owned(),
-            name: None,
-            email: None,
-        },
-        resource: Resource {
-            kind: "employee".to_owned(),
-            id: "emp-0042".to_owned(),
-        },
-        occurred_at: None,
-        request_id: None,
-        source_ip: None,
-        user_agent: None,
         outcome: Some(Outcome::Failure),
-        before: None,
-        after: None,
         metadata: Some(json!({"rows": 1})),
+        ..Payload::new(
+            Actor {
+                id: "svc-payroll".to_owned(),
+                kind: "service".to_owned(),
+                name: None,
+                email: None,
+            },
+            Resource {
+                kind: "employee".to_owned(),
+                id: "emp-0042".to_owned(),
+            },
+        )
     }
 }
 

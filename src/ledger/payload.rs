@@ -249,26 +249,18 @@ mod tests {
     use serde_json::json;
 
     fn minimal() -> Payload {
-        Payload {
-            actor: Actor {
+        Payload::new(
+            Actor {
                 id: "u1".to_owned(),
                 kind: "user".to_owned(),
                 name: None,
                 email: None,
             },
-            resource: Resource {
+            Resource {
                 kind: "employee".to_owned(),
                 id: "e1".to_owned(),
             },
-            occurred_at: None,
-            request_id: None,
-            source_ip: None,
-            user_agent: None,
-            outcome: None,
-            before: None,
-            after: None,
-            metadata: None,
-        }
+        )
     }
 
     #[test]

@@ -105,26 +105,18 @@ fn arb_payload() -> impl Strategy<Value = Payload> {
 /// A payload's bytes with `metadata` replaced by raw MessagePack: the
 /// canonical encoding ends in metadata's nil when it is absent.
 fn payload_with_raw_metadata(raw: &[u8]) -> Vec<u8> {
-    let payload = Payload {
-        actor: Actor {
+    let payload = Payload::new(
+        Actor {
             id: "u".to_owned(),
             kind: "user".to_owned(),
             name: None,
             email: None,
         },
-        resource: Resource {
+        Resource {
             kind: "employee".to_owned(),
             id: "e".to_owned(),
         },
-        occurred_at: None,
-        request_id: None,
-        source_ip: None,
-        user_agent: None,
-        outcome: None,
-        before: None,
-        after: None,
-        metadata: None,
-    };
+    );
     let mut bytes = encode_payload(&payload);
     assert_eq!(bytes.pop(), Some(0xc0));
     bytes.extend_from_slice(raw);

@@ -428,24 +428,19 @@ mod tests {
 
     fn payload(i: u64) -> Payload {
         Payload {
-            actor: Actor {
-                id: format!("u{i}"),
-                kind: "user".to_owned(),
-                name: None,
-                email: None,
-            },
-            resource: Resource {
-                kind: "employee".to_owned(),
-                id: "e1".to_owned(),
-            },
-            occurred_at: None,
-            request_id: None,
-            source_ip: None,
-            user_agent: None,
-            outcome: None,
             before: Some(serde_json::json!({"salary": 1000 + i})),
-            after: None,
-            metadata: None,
+            ..Payload::new(
+                Actor {
+                    id: format!("u{i}"),
+                    kind: "user".to_owned(),
+                    name: None,
+                    email: None,
+                },
+                Resource {
+                    kind: "employee".to_owned(),
+                    id: "e1".to_owned(),
+                },
+            )
         }
     }
 
