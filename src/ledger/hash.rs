@@ -9,6 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
@@ -163,6 +164,40 @@ bytes32! {
     /// low-entropy payload (a salary, a rating) cannot be guessed from it.
     /// Erase it together with the payload.
     Salt
+}
+
+bytes32! {
+    /// A node of a tenant's RFC 6962 Merkle tree: a leaf hash, an interior
+    /// node `SHA-256(0x01 || left || right)`, or a root. Checkpoints and
+    /// proofs carry it in standard base64 (`to_base64`); the JSON API in hex.
+    TreeHash
+}
+
+impl TreeHash {
+    /// Standard base64 with padding, as C2SP checkpoints and proofs write it.
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+
+    /// Parses standard base64 that decodes to exactly 32 bytes.
+    pub fn from_base64(text: &str) -> Result<TreeHash, HashLengthError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| HashLengthError { actual: 0 })?;
+        TreeHash::try_from(bytes.as_slice())
+    }
+}
+
+impl From<LeafHash> for TreeHash {
+    fn from(leaf: LeafHash) -> TreeHash {
+        TreeHash(leaf.0)
+    }
+}
+
+impl fmt::Debug for TreeHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TreeHash({self})")
+    }
 }
 
 impl fmt::Debug for LeafHash {

@@ -22,7 +22,7 @@ pub use canonical::{DecodeError, MAX_JSON_DEPTH, decode_json, encode_json};
 pub use chain::Chain;
 pub use hash::{
     CHAIN_PREFIX, ChainHash, GENESIS_PREFIX, HASH_LEN, HashLengthError, HexError, LEAF_PREFIX,
-    LeafHash, NODE_PREFIX, PayloadCommitment, Salt, chain_hash, commit_payload, leaf_hash,
+    LeafHash, NODE_PREFIX, PayloadCommitment, Salt, TreeHash, chain_hash, commit_payload, leaf_hash,
 };
 pub use ids::{EventId, ParseIdError, Seq, TenantId};
 pub use payload::{
