@@ -2,8 +2,9 @@
 //!
 //! This module owns the auditor's contract (`docs/FORMAT.md`): the canonical
 //! MessagePack encodings of the header and the payload, the salted payload
-//! commitment, RFC 6962 leaf hashing, and the per-tenant hash chain. It must
-//! never do I/O, read the clock, draw random numbers, or hold global state:
+//! commitment, RFC 6962 leaf hashing, the per-tenant hash chain, and the
+//! tenant's RFC 6962 Merkle tree with its proofs. It must never do I/O, read
+//! the clock, draw random numbers, or hold global state:
 //! time, salts and ids are arguments, so every function here is deterministic
 //! and can be checked against the golden vectors.
 
@@ -11,10 +12,15 @@ mod canonical;
 mod chain;
 mod hash;
 mod ids;
+mod merkle;
 mod payload;
 mod record;
 mod timestamp;
 
+#[cfg(test)]
+mod merkle_proptests;
+#[cfg(test)]
+mod merkle_reference;
 #[cfg(test)]
 mod proptests;
 
@@ -25,6 +31,12 @@ pub use hash::{
     LeafHash, NODE_PREFIX, PayloadCommitment, Salt, TreeHash, chain_hash, commit_payload, leaf_hash,
 };
 pub use ids::{EventId, ParseIdError, Seq, TenantId};
+pub use merkle::{
+    CompactRange, HashRole, MAX_READ_LEN, MerkleError, NodeId, ProofPlan, STRATUM_HEIGHT,
+    StratumRead, compact_range_ids, consistency_plan, empty_root, hash_children, inclusion_plan,
+    plan_reads, resolve, root_from_inclusion_proof, verify_consistency, verify_consistency_bytes,
+    verify_inclusion, verify_inclusion_bytes,
+};
 pub use payload::{
     Actor, Outcome, ParseOutcomeError, Payload, Resource, decode_payload, encode_payload,
 };
