@@ -10,12 +10,15 @@
 
 mod canonical;
 mod chain;
+mod checkpoint;
 mod hash;
 mod ids;
 mod merkle;
+mod note;
 mod payload;
 mod record;
 mod timestamp;
+mod tlog_proof;
 
 #[cfg(test)]
 mod merkle_proptests;
@@ -26,6 +29,9 @@ mod proptests;
 
 pub use canonical::{DecodeError, MAX_JSON_DEPTH, decode_json, encode_json};
 pub use chain::Chain;
+pub use checkpoint::{
+    CHAIN_HEAD_EXTENSION, Checkpoint, CheckpointError, SignedCheckpoint, tenant_origin,
+};
 pub use hash::{
     CHAIN_PREFIX, ChainHash, GENESIS_PREFIX, HASH_LEN, HashLengthError, HexError, LEAF_PREFIX,
     LeafHash, NODE_PREFIX, PayloadCommitment, Salt, TreeHash, chain_hash, commit_payload, leaf_hash,
@@ -37,8 +43,16 @@ pub use merkle::{
     plan_reads, resolve, root_from_inclusion_proof, verify_consistency, verify_consistency_bytes,
     verify_inclusion, verify_inclusion_bytes,
 };
+pub use note::{
+    ED25519_SIGNATURE_TYPE, KeyError, MAX_NOTE_LEN, MAX_SIGNATURES, Note, NoteError, NoteSignature,
+    VerifierKey,
+};
+// The signing-key parser in `crypto` reads the same `<name>+<id>+<data>` shape.
+#[cfg(feature = "server")]
+pub(crate) use note::split_key;
 pub use payload::{
     Actor, Outcome, ParseOutcomeError, Payload, Resource, decode_payload, encode_payload,
 };
 pub use record::{FORMAT_VERSION, Header, Sealed, seal};
 pub use timestamp::{ParseTimestampError, Timestamp};
+pub use tlog_proof::{MAX_PROOF_HASHES, TLOG_PROOF_HEADER, TlogProof, TlogProofError};

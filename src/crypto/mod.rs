@@ -1,4 +1,5 @@
-//! Secrets: API key tokens and their keyed hashes.
+//! Secrets: API key tokens and their keyed hashes, and the checkpoint
+//! signing key ([`NoteSigner`], in `signing`).
 //!
 //! A token is `annal_<key id: 32 hex>_<secret: 64 hex>`. The database keeps
 //! only `HMAC-SHA-256(pepper, secret)`, where the pepper is a deployment
@@ -13,6 +14,10 @@ use rand::RngCore;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
+
+pub mod signing;
+
+pub use signing::{NoteSigner, SigningKeyError};
 
 const TOKEN_PREFIX: &str = "annal_";
 
