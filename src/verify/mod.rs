@@ -1,16 +1,21 @@
-//! The offline verifier: checks an exported run of a tenant's records
-//! against the format in `docs/FORMAT.md`, trusting nothing in the export.
+//! The offline verifier: checks what an auditor takes home against the
+//! format in `docs/FORMAT.md`, trusting nothing in it but signatures by keys
+//! the auditor was given and checkpoints the auditor saved.
 //!
-//! Owns the chain checks (contiguity, canonical headers, leaf hashes, payload
-//! commitments, chain links, the expected tenant), the comparison of the
-//! human-readable event fields with the verified bytes, and the parsing of
-//! exported event JSON. Must
-//! never touch a database, the network or the clock: an auditor runs it on a
-//! laptop with nothing but the export. Merkle proofs and signed checkpoints
-//! are not checked here yet.
+//! Owns the chain checks of exported events (contiguity, canonical headers,
+//! leaf hashes, payload commitments, chain links, the expected tenant), the
+//! comparison of the human-readable event fields with the verified bytes and
+//! the parsing of exported event JSON (this module); export bundles, with
+//! their signed checkpoints and consistency proofs ([`bundle`]); and C2SP
+//! tlog-proof files for single records ([`proof`]). Must never touch a
+//! database, the network or the clock: an auditor runs it on a laptop with
+//! nothing but the export.
 
+pub mod bundle;
+mod bundle_writer;
 mod display;
 mod events;
+pub mod proof;
 
 use serde::Serialize;
 

@@ -1,0 +1,1577 @@
+//! Export bundles: a tenant's records with their payloads, the signed
+//! checkpoints over them and the consistency proofs between those, as one
+//! JSON Lines file an auditor verifies offline (`docs/FORMAT.md`, "Export
+//! bundle").
+//!
+//! Owns the reading and the verification of a bundle, line by line in
+//! constant memory, trusting nothing in it but what a trusted key signed or
+//! the auditor's own saved checkpoint states; and re-exports the
+//! [`BundleWriter`] that produces one. Must never keep more than one record
+//! in memory, and never accept a bundle without reporting exactly what
+//! anchored its trust.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Read};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use super::Failure;
+use crate::ledger::{
+    ChainHash, Checkpoint, CompactRange, Header, NoteError, Salt, Seq, SignedCheckpoint, TenantId,
+    TreeHash, VerifierKey, chain_hash, commit_payload, decode_payload, empty_root, leaf_hash,
+    verify_consistency,
+};
+
+pub use super::bundle_writer::BundleWriter;
+
+/// The only bundle format version, the header's `annal_export` value.
+pub const BUNDLE_VERSION: u64 = 1;
+
+/// The longest line a verifier reads, newline included. It bounds the
+/// verifier's memory; the server's request limits keep every real record far
+/// below it.
+pub const MAX_LINE_LEN: usize = 64 << 20;
+
+/// What a bundle verification trusts: the auditor's keys and, optionally, a
+/// checkpoint they saved earlier. Nothing in the bundle itself is trusted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BundleOptions {
+    /// The log's public keys the auditor trusts. Every checkpoint in the
+    /// bundle must carry a valid signature by at least one of them;
+    /// signatures by other keys are ignored.
+    pub vkeys: Vec<VerifierKey>,
+    /// The text of a signed checkpoint the auditor saved earlier. The
+    /// bundle must agree with it: its root where the bundle covers its size,
+    /// or a consistency proof from it when it is older than the bundle.
+    /// Without any [`vkeys`](Self::vkeys) it is the only anchor of trust,
+    /// and every record must lie within it.
+    pub trusted_checkpoint: Option<String>,
+}
+
+/// How the auditor's trusted checkpoint relates to the bundle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TrustedCheckpointStatus {
+    /// No trusted checkpoint was given.
+    NotGiven,
+    /// Its size lies within the bundle and its root and chain head equal
+    /// the ones recomputed from the records.
+    Matched {
+        /// Its tree size.
+        size: u64,
+    },
+    /// It is older than the bundle's first record, and a consistency proof
+    /// in the bundle links it to the bundle's last checkpoint.
+    Linked {
+        /// Its tree size.
+        size: u64,
+    },
+}
+
+/// What a successful bundle verification covered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BundleReport {
+    /// The checkpoint origin, `<deployment origin>/<tenant id>`.
+    pub origin: String,
+    /// The tenant every record belongs to.
+    pub tenant_id: TenantId,
+    /// The first record's seq.
+    pub from_seq: Seq,
+    /// The last record's seq.
+    pub to_seq: Seq,
+    /// Records whose bytes, leaf, chain link and Merkle position were
+    /// checked (all of them).
+    pub records_checked: u64,
+    /// Records whose payload and salt came with them and matched the
+    /// header's commitment.
+    pub payloads_checked: u64,
+    /// Records whose payload was withheld or erased: their header is
+    /// verified, their payload cannot be.
+    pub payloads_withheld: u64,
+    /// Checkpoints whose root and chain head equal the recomputed ones
+    /// (and whose signature verified, when keys were given).
+    pub checkpoints_verified: u64,
+    /// The tree size of the last checkpoint (`to_seq + 1`).
+    pub last_checkpoint_size: u64,
+    /// Its Merkle root.
+    #[serde(serialize_with = "base64_hash")]
+    pub last_checkpoint_root: TreeHash,
+    /// Its chain head: the chain hash of `to_seq`.
+    pub chain_head: ChainHash,
+    /// The trusted keys that signed the bundle's checkpoints, as
+    /// `<name>+<key id>`. Empty when no keys were given: then only the
+    /// trusted checkpoint anchors the bundle.
+    pub signing_keys: Vec<String>,
+    /// The keys the bundle says the server publishes. Informational only:
+    /// they were not used to verify anything.
+    pub published_vkeys: Vec<String>,
+    /// How the auditor's trusted checkpoint relates to the bundle.
+    pub trusted_checkpoint: TrustedCheckpointStatus,
+}
+
+fn base64_hash<S: Serializer>(hash: &TreeHash, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hash.to_base64())
+}
+
+/// What is wrong with a bundle. Hashes "signed" come from a checkpoint,
+/// "calculated" ones from the records.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BundleFailureKind {
+    /// Reading the input failed.
+    #[error("cannot read the bundle: {0}")]
+    Io(String),
+    /// Neither a trusted key nor a trusted checkpoint was given, so nothing
+    /// could anchor the bundle.
+    #[error("nothing to trust: give at least one trusted key or a trusted checkpoint")]
+    NoTrustAnchor,
+    /// The trusted checkpoint is not a signed checkpoint.
+    #[error("the trusted checkpoint is malformed: {0}")]
+    TrustedCheckpointMalformed(String),
+    /// The trusted checkpoint is not validly signed by a trusted key.
+    #[error("the trusted checkpoint: {0}")]
+    TrustedCheckpointUnsigned(NoteError),
+    /// The trusted checkpoint is of another log.
+    #[error("the trusted checkpoint is of log {trusted}, the bundle of {bundle}")]
+    TrustedCheckpointOrigin {
+        /// The bundle's origin.
+        bundle: String,
+        /// The trusted checkpoint's origin.
+        trusted: String,
+    },
+    /// The trusted checkpoint is newer than the bundle's last record.
+    #[error(
+        "the trusted checkpoint (size {size}) is newer than the bundle, which ends at size {bundle_size}: export up to at least seq {last}",
+        last = size - 1
+    )]
+    TrustedCheckpointNewer {
+        /// The trusted checkpoint's size.
+        size: u64,
+        /// The size the bundle ends at.
+        bundle_size: u64,
+    },
+    /// The records give another root or chain head at the trusted
+    /// checkpoint's size than the trusted checkpoint states.
+    #[error("the records disagree with the trusted checkpoint at size {size}: its {what} differs")]
+    TrustedCheckpointMismatch {
+        /// The trusted checkpoint's size.
+        size: u64,
+        /// `root` or `chain head`.
+        what: &'static str,
+    },
+    /// The consistency proof from the trusted checkpoint to the bundle does
+    /// not verify: the log was rewritten since the auditor saved it.
+    #[error(
+        "the bundle is not consistent with the trusted checkpoint (size {size}): the proof to size {to} fails: {reason}"
+    )]
+    TrustedCheckpointInconsistent {
+        /// The trusted checkpoint's size.
+        size: u64,
+        /// The bundle checkpoint the proof leads to.
+        to: u64,
+        /// Why the proof fails.
+        reason: String,
+    },
+    /// The trusted checkpoint is older than the bundle and no consistency
+    /// line links it.
+    #[error(
+        "the trusted checkpoint (size {size}) is older than the bundle's first record and the bundle has no consistency proof from it: export again with trusted_size={size}"
+    )]
+    TrustedCheckpointUnlinked {
+        /// The trusted checkpoint's size.
+        size: u64,
+    },
+    /// Without trusted keys, a record lies beyond the trusted checkpoint,
+    /// so nothing trusted covers it.
+    #[error(
+        "without --vkey only the trusted checkpoint (size {size}) anchors trust, and this record is beyond it"
+    )]
+    BeyondTrustedCheckpoint {
+        /// The trusted checkpoint's size.
+        size: u64,
+    },
+    /// The bundle stops before its end line, or its last line has no
+    /// newline.
+    #[error("the bundle is truncated: {0}")]
+    Truncated(&'static str),
+    /// A line is longer than [`MAX_LINE_LEN`].
+    #[error("the line is longer than {MAX_LINE_LEN} bytes")]
+    LineTooLong,
+    /// A line is not a bundle line: not JSON, an unknown or missing key, a
+    /// wrong type, bad base64 or hex.
+    #[error("malformed line: {0}")]
+    MalformedLine(String),
+    /// A line of a kind that may not appear here.
+    #[error("unexpected {found} line: expected {expected}")]
+    UnexpectedLine {
+        /// The kind of line found.
+        found: &'static str,
+        /// What may appear here.
+        expected: &'static str,
+    },
+    /// The header's `annal_export` is not a version this verifier knows.
+    #[error("unsupported bundle version {0} (this verifier reads version {BUNDLE_VERSION})")]
+    UnsupportedVersion(u64),
+    /// The header is inconsistent.
+    #[error("bad header: {0}")]
+    BadHeader(String),
+    /// The start line does not fit the header or the tenant.
+    #[error("bad start line: {0}")]
+    BadStart(String),
+    /// A record is missing: the next record line has a later seq.
+    #[error("gap: this record is missing, the next record line has seq {found}")]
+    Gap {
+        /// The seq that came instead.
+        found: Seq,
+    },
+    /// The record's seq repeats the previous one.
+    #[error("seq appears more than once")]
+    DuplicateSeq,
+    /// The record's seq is lower than the previous one.
+    #[error("out of order: expected seq {expected}")]
+    OutOfOrder {
+        /// The seq that should have come.
+        expected: Seq,
+    },
+    /// A record beyond the header's range.
+    #[error("the header's range ends at seq {to_seq}")]
+    RecordOutOfRange {
+        /// The header's last seq.
+        to_seq: Seq,
+    },
+    /// A record's bytes, tenant or payload are wrong.
+    #[error(transparent)]
+    Record(Failure),
+    /// A checkpoint's size is beyond the records present: records are
+    /// missing before it.
+    #[error("checkpoint of size {size} follows only {records_end} records: records are missing")]
+    CheckpointBeyondRecords {
+        /// The checkpoint's size.
+        size: u64,
+        /// The tree size the records reach.
+        records_end: u64,
+    },
+    /// A checkpoint that is not right after its last record, or not larger
+    /// than the previous checkpoint.
+    #[error("checkpoint of size {size} is misplaced: the records reach size {records_end}")]
+    MisplacedCheckpoint {
+        /// The checkpoint's size.
+        size: u64,
+        /// The tree size the records reach.
+        records_end: u64,
+    },
+    /// A checkpoint note that does not parse, or states another size than
+    /// its line.
+    #[error("malformed checkpoint: {0}")]
+    MalformedCheckpoint(String),
+    /// A checkpoint of another log.
+    #[error("checkpoint origin {found} is not the bundle's {expected}")]
+    WrongOrigin {
+        /// The bundle's origin.
+        expected: String,
+        /// The checkpoint's.
+        found: String,
+    },
+    /// A signature by a trusted key does not verify, or a trusted key
+    /// signed twice.
+    #[error("checkpoint signature: {0}")]
+    BadSignature(NoteError),
+    /// No trusted key signed the checkpoint.
+    #[error("the checkpoint of size {size} is not signed by any trusted key")]
+    NoTrustedSignature {
+        /// The checkpoint's size.
+        size: u64,
+    },
+    /// The records give another Merkle root than the checkpoint signs.
+    #[error(
+        "records {first}..={last} do not match the checkpoint of size {size}: signed root {signed}, calculated {calculated}",
+        last = size.saturating_sub(1),
+        signed = signed.to_base64(),
+        calculated = calculated.to_base64()
+    )]
+    RootMismatch {
+        /// The first seq since the previous verified checkpoint (or the
+        /// start line's size).
+        first: u64,
+        /// The checkpoint's size.
+        size: u64,
+        /// The root the checkpoint signs.
+        signed: TreeHash,
+        /// The root of the records.
+        calculated: TreeHash,
+    },
+    /// The records give another chain head than the checkpoint signs.
+    #[error(
+        "the chain of records {first}..={last} does not match the checkpoint of size {size}: signed chain head {signed}, calculated {calculated}",
+        last = size.saturating_sub(1)
+    )]
+    ChainHeadMismatch {
+        /// The first seq since the previous verified checkpoint.
+        first: u64,
+        /// The checkpoint's size.
+        size: u64,
+        /// The chain head the checkpoint signs.
+        signed: ChainHash,
+        /// The chain hash recomputed from the records.
+        calculated: ChainHash,
+    },
+    /// A checkpoint after the first is not followed by its consistency
+    /// proof.
+    #[error("the consistency proof from size {from} to {to} is missing")]
+    MissingConsistency {
+        /// The previous checkpoint's size.
+        from: u64,
+        /// This checkpoint's size.
+        to: u64,
+    },
+    /// A consistency line for other sizes than the checkpoints around it
+    /// call for.
+    #[error("a consistency line from {from} to {to} where {expected} belongs")]
+    MisplacedConsistency {
+        /// As stated.
+        from: u64,
+        /// As stated.
+        to: u64,
+        /// What belongs there.
+        expected: String,
+    },
+    /// A consistency proof between two signed checkpoints does not verify:
+    /// the log was rewritten between them.
+    #[error("the consistency proof from size {from} to {to} fails: {reason}")]
+    ConsistencyInvalid {
+        /// The earlier size.
+        from: u64,
+        /// The later size.
+        to: u64,
+        /// Why it fails.
+        reason: String,
+    },
+    /// Records follow the last checkpoint: no signature covers them.
+    #[error(
+        "records after the last checkpoint (size {last_checkpoint}) are not covered by any signature"
+    )]
+    UnsignedRecords {
+        /// The last checkpoint's size.
+        last_checkpoint: u64,
+    },
+    /// The bundle has records but no checkpoint.
+    #[error("the bundle has no checkpoint")]
+    NoCheckpoint,
+    /// The header's range and the records and checkpoints present differ.
+    #[error(
+        "the header says records up to seq {to_seq}, but the bundle ends at size {last_checkpoint}"
+    )]
+    RangeMismatch {
+        /// The header's last seq.
+        to_seq: u64,
+        /// The last checkpoint's size.
+        last_checkpoint: u64,
+    },
+    /// The end line's counts differ from the lines present.
+    #[error("the end line states {stated} {what}, the bundle has {counted}")]
+    EndMismatch {
+        /// `records` or `checkpoints`.
+        what: &'static str,
+        /// As stated.
+        stated: u64,
+        /// As counted.
+        counted: u64,
+    },
+    /// The end line's digest is not the SHA-256 of the bytes before it:
+    /// something was altered.
+    #[error("the bundle's SHA-256 is {calculated}, the end line states {stated}")]
+    BundleHashMismatch {
+        /// As stated.
+        stated: String,
+        /// As calculated.
+        calculated: String,
+    },
+    /// Bytes follow the end line.
+    #[error("data follows the end line")]
+    TrailingData,
+}
+
+impl BundleFailureKind {
+    /// A stable machine-readable name, e.g. `root_mismatch`.
+    pub fn code(&self) -> &'static str {
+        use BundleFailureKind as K;
+        match self {
+            K::Io(_) => "io",
+            K::NoTrustAnchor => "no_trust_anchor",
+            K::TrustedCheckpointMalformed(_) => "trusted_checkpoint_malformed",
+            K::TrustedCheckpointUnsigned(_) => "trusted_checkpoint_unsigned",
+            K::TrustedCheckpointOrigin { .. } => "trusted_checkpoint_origin",
+            K::TrustedCheckpointNewer { .. } => "trusted_checkpoint_newer",
+            K::TrustedCheckpointMismatch { .. } => "trusted_checkpoint_mismatch",
+            K::TrustedCheckpointInconsistent { .. } => "trusted_checkpoint_inconsistent",
+            K::TrustedCheckpointUnlinked { .. } => "trusted_checkpoint_unlinked",
+            K::BeyondTrustedCheckpoint { .. } => "beyond_trusted_checkpoint",
+            K::Truncated(_) => "truncated",
+            K::LineTooLong => "line_too_long",
+            K::MalformedLine(_) => "malformed_line",
+            K::UnexpectedLine { .. } => "unexpected_line",
+            K::UnsupportedVersion(_) => "unsupported_version",
+            K::BadHeader(_) => "bad_header",
+            K::BadStart(_) => "bad_start",
+            K::Gap { .. } => "gap",
+            K::DuplicateSeq => "duplicate_seq",
+            K::OutOfOrder { .. } => "out_of_order",
+            K::RecordOutOfRange { .. } => "record_out_of_range",
+            K::Record(failure) => failure.code(),
+            K::CheckpointBeyondRecords { .. } => "checkpoint_beyond_records",
+            K::MisplacedCheckpoint { .. } => "misplaced_checkpoint",
+            K::MalformedCheckpoint(_) => "malformed_checkpoint",
+            K::WrongOrigin { .. } => "wrong_origin",
+            K::BadSignature(_) => "bad_signature",
+            K::NoTrustedSignature { .. } => "no_trusted_signature",
+            K::RootMismatch { .. } => "root_mismatch",
+            K::ChainHeadMismatch { .. } => "chain_head_mismatch",
+            K::MissingConsistency { .. } => "missing_consistency",
+            K::MisplacedConsistency { .. } => "misplaced_consistency",
+            K::ConsistencyInvalid { .. } => "consistency_invalid",
+            K::UnsignedRecords { .. } => "unsigned_records",
+            K::NoCheckpoint => "no_checkpoint",
+            K::RangeMismatch { .. } => "range_mismatch",
+            K::EndMismatch { .. } => "end_mismatch",
+            K::BundleHashMismatch { .. } => "bundle_hash_mismatch",
+            K::TrailingData => "trailing_data",
+        }
+    }
+}
+
+/// Why a bundle does not verify: the first failure, where it was found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}{kind}", at_line(*line), at_seq(*seq))]
+pub struct BundleFailure {
+    /// The 1-based line where the failure was found; 0 when it concerns the
+    /// options (the trusted checkpoint) rather than a line.
+    pub line: u64,
+    /// The first seq that fails, when the failure concerns records. For a
+    /// root or chain head mismatch it is the first seq since the previous
+    /// verified checkpoint: the fault lies somewhere in that range.
+    pub seq: Option<Seq>,
+    /// What failed.
+    pub kind: BundleFailureKind,
+}
+
+fn at_line(line: u64) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!("line {line}: ")
+    }
+}
+
+fn at_seq(seq: Option<Seq>) -> String {
+    seq.map(|seq| format!("seq {seq}: ")).unwrap_or_default()
+}
+
+impl BundleFailure {
+    /// A stable machine-readable name, e.g. `root_mismatch`.
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
+    /// Whether the bundle could not be read at all (an I/O error) or the
+    /// trusted checkpoint given is not a checkpoint, as opposed to a bundle
+    /// that was read and does not verify.
+    pub fn is_input_error(&self) -> bool {
+        matches!(
+            self.kind,
+            BundleFailureKind::Io(_)
+                | BundleFailureKind::NoTrustAnchor
+                | BundleFailureKind::TrustedCheckpointMalformed(_)
+        )
+    }
+}
+
+/// A failure before its line number is known.
+#[derive(Debug)]
+struct Fail {
+    seq: Option<Seq>,
+    kind: BundleFailureKind,
+}
+
+impl Fail {
+    fn at(self, line: u64) -> BundleFailure {
+        BundleFailure {
+            line,
+            seq: self.seq,
+            kind: self.kind,
+        }
+    }
+}
+
+impl From<BundleFailureKind> for Fail {
+    fn from(kind: BundleFailureKind) -> Fail {
+        Fail { seq: None, kind }
+    }
+}
+
+fn fail_at(seq: u64, kind: BundleFailureKind) -> Fail {
+    Fail {
+        seq: Some(Seq::new(seq)),
+        kind,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lines as they are written.
+
+/// Standard base64 text, decoded while parsing (straight from the input
+/// when the JSON string has no escapes).
+struct Base64Bytes(Vec<u8>);
+
+impl<'de> Deserialize<'de> for Base64Bytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Base64Visitor;
+
+        impl serde::de::Visitor<'_> for Base64Visitor {
+            type Value = Base64Bytes;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a standard base64 string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Base64Bytes, E> {
+                STANDARD
+                    .decode(text)
+                    .map(Base64Bytes)
+                    .map_err(|e| E::custom(format!("invalid base64: {e}")))
+            }
+        }
+
+        deserializer.deserialize_str(Base64Visitor)
+    }
+}
+
+/// A tree hash in standard base64.
+struct Base64Hash(TreeHash);
+
+impl<'de> Deserialize<'de> for Base64Hash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Base64Bytes(bytes) = Base64Bytes::deserialize(deserializer)?;
+        TreeHash::try_from(bytes.as_slice())
+            .map(Base64Hash)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn hashes(list: Vec<Base64Hash>) -> Vec<TreeHash> {
+    list.into_iter().map(|Base64Hash(hash)| hash).collect()
+}
+
+/// A value that must be present, though it may be `null` (serde would
+/// otherwise read a missing `Option` as `None`).
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderLine {
+    annal_export: u64,
+    origin: String,
+    tenant_id: TenantId,
+    from_seq: u64,
+    to_seq: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VkeyLine {
+    vkey: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartLine {
+    start: Start,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Start {
+    size: u64,
+    chain_hash: ChainHash,
+    compact_range: Vec<Base64Hash>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordLine {
+    seq: u64,
+    record: Base64Bytes,
+    #[serde(deserialize_with = "nullable")]
+    payload: Option<Base64Bytes>,
+    #[serde(deserialize_with = "nullable")]
+    salt: Option<Salt>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointLine {
+    checkpoint: CheckpointEntry,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointEntry {
+    size: u64,
+    note: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyLine {
+    consistency: Consistency,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Consistency {
+    from: u64,
+    to: u64,
+    proof: Vec<Base64Hash>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndLine {
+    end: End,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct End {
+    records: u64,
+    checkpoints: u64,
+    sha256: String,
+}
+
+/// One line of a bundle. Each kind has its own set of keys, so the set
+/// decides the kind whatever the key order. The variants are tried in this
+/// order: the most frequent first, as every failed try costs an error.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Record(RecordLine),
+    Checkpoint(CheckpointLine),
+    Consistency(ConsistencyLine),
+    Header(HeaderLine),
+    Vkey(VkeyLine),
+    Start(StartLine),
+    End(EndLine),
+}
+
+impl Line {
+    fn kind(&self) -> &'static str {
+        match self {
+            Line::Header(_) => "header",
+            Line::Vkey(_) => "vkey",
+            Line::Start(_) => "start",
+            Line::Record(_) => "record",
+            Line::Checkpoint(_) => "checkpoint",
+            Line::Consistency(_) => "consistency",
+            Line::End(_) => "end",
+        }
+    }
+}
+
+/// Parses one line (without its newline).
+fn parse_line(bytes: &[u8]) -> Result<Line, Fail> {
+    serde_json::from_slice::<Line>(bytes).map_err(|_| explain(bytes))
+}
+
+/// Says why a line is not a bundle line, naming its seq when it has one:
+/// the key that marks a kind picks the type whose parser explains.
+fn explain(bytes: &[u8]) -> Fail {
+    fn error_of<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> String {
+        match serde_json::from_slice::<T>(bytes) {
+            Err(e) => e.to_string(),
+            Ok(_) => "the line mixes the keys of different line kinds".to_owned(),
+        }
+    }
+    let malformed = |message: String| BundleFailureKind::MalformedLine(message);
+    let value = match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(value) => value,
+        Err(e) => return malformed(format!("not JSON: {e}")).into(),
+    };
+    let Some(object) = value.as_object() else {
+        return malformed("not a JSON object".to_owned()).into();
+    };
+    if let Some(version) = object
+        .get("annal_export")
+        .and_then(serde_json::Value::as_u64)
+    {
+        if version != BUNDLE_VERSION {
+            return BundleFailureKind::UnsupportedVersion(version).into();
+        }
+    }
+    let message = if object.contains_key("annal_export") {
+        error_of::<HeaderLine>(bytes)
+    } else if object.contains_key("vkey") {
+        error_of::<VkeyLine>(bytes)
+    } else if object.contains_key("start") {
+        error_of::<StartLine>(bytes)
+    } else if object.contains_key("seq") {
+        error_of::<RecordLine>(bytes)
+    } else if object.contains_key("checkpoint") {
+        error_of::<CheckpointLine>(bytes)
+    } else if object.contains_key("consistency") {
+        error_of::<ConsistencyLine>(bytes)
+    } else if object.contains_key("end") {
+        error_of::<EndLine>(bytes)
+    } else {
+        "no known line kind".to_owned()
+    };
+    Fail {
+        seq: object
+            .get("seq")
+            .and_then(serde_json::Value::as_u64)
+            .map(Seq::new),
+        kind: malformed(message),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading.
+
+/// The lines of a bundle, read one at a time into one reused buffer, with
+/// the running digest of every line but the end line.
+struct Lines<'p, R> {
+    input: R,
+    buffer: Vec<u8>,
+    number: u64,
+    consumed: u64,
+    hasher: Sha256,
+    progress: &'p mut dyn FnMut(u64),
+}
+
+impl<R: BufRead> Lines<'_, R> {
+    /// The next line, or `None` at the end of the input.
+    fn next(&mut self) -> Result<Option<Line>, BundleFailure> {
+        self.buffer.clear();
+        let limit = MAX_LINE_LEN as u64;
+        let read = (&mut self.input)
+            .take(limit)
+            .read_until(b'\n', &mut self.buffer)
+            .map_err(|e| BundleFailureKind::Io(e.to_string()))
+            .map_err(|kind| Fail::from(kind).at(self.number + 1))?;
+        if read == 0 {
+            return Ok(None);
+        }
+        self.number += 1;
+        self.consumed += read as u64;
+        (self.progress)(self.consumed);
+        let Some(text) = self.buffer.strip_suffix(b"\n") else {
+            let kind = if read as u64 == limit {
+                BundleFailureKind::LineTooLong
+            } else {
+                BundleFailureKind::Truncated("the last line has no newline")
+            };
+            return Err(Fail::from(kind).at(self.number));
+        };
+        let line = parse_line(text).map_err(|fail| fail.at(self.number))?;
+        if !matches!(line, Line::End(_)) {
+            self.hasher.update(&self.buffer);
+        }
+        Ok(Some(line))
+    }
+
+    /// The next line, which must exist.
+    fn expect(&mut self) -> Result<Line, BundleFailure> {
+        self.next()?.ok_or_else(|| {
+            Fail::from(BundleFailureKind::Truncated("the end line is missing")).at(self.number)
+        })
+    }
+
+    /// Lowercase hex SHA-256 of every line read so far but the end line.
+    fn digest(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
+    /// Fails unless the input is exhausted.
+    fn expect_eof(&mut self) -> Result<(), BundleFailure> {
+        let rest = self
+            .input
+            .fill_buf()
+            .map_err(|e| Fail::from(BundleFailureKind::Io(e.to_string())).at(self.number))?;
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            Err(Fail::from(BundleFailureKind::TrailingData).at(self.number + 1))
+        }
+    }
+
+    fn unexpected(&self, found: &Line, expected: &'static str) -> BundleFailure {
+        Fail::from(BundleFailureKind::UnexpectedLine {
+            found: found.kind(),
+            expected,
+        })
+        .at(self.number)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Checkpoints.
+
+/// Why a signed checkpoint is not acceptable.
+pub(super) enum CheckpointProblem {
+    /// The note or its body does not parse.
+    Malformed(String),
+    /// A trusted key's signature is bad.
+    BadSignature(NoteError),
+    /// No trusted key signed.
+    NoTrustedSignature,
+}
+
+/// Parses a signed checkpoint (note and body); signatures are not checked.
+pub(super) fn parse_checkpoint(note: &str) -> Result<SignedCheckpoint, CheckpointProblem> {
+    SignedCheckpoint::parse(note).map_err(|e| CheckpointProblem::Malformed(e.to_string()))
+}
+
+/// When `vkeys` is not empty, checks that at least one of them signed and
+/// returns their names (`<name>+<key id>`); with no keys, checks nothing.
+pub(super) fn check_signers(
+    signed: &SignedCheckpoint,
+    vkeys: &[VerifierKey],
+) -> Result<Vec<String>, CheckpointProblem> {
+    if vkeys.is_empty() {
+        return Ok(Vec::new());
+    }
+    match signed.verify(vkeys) {
+        Ok(keys) => Ok(keys
+            .iter()
+            .map(|key| format!("{}+{:08x}", key.name(), key.key_id()))
+            .collect()),
+        Err(NoteError::NoTrustedSignature) => Err(CheckpointProblem::NoTrustedSignature),
+        Err(e) => Err(CheckpointProblem::BadSignature(e)),
+    }
+}
+
+/// [`parse_checkpoint`], then [`check_signers`].
+pub(super) fn open_checkpoint(
+    note: &str,
+    vkeys: &[VerifierKey],
+) -> Result<(Checkpoint, Vec<String>), CheckpointProblem> {
+    let signed = parse_checkpoint(note)?;
+    let signers = check_signers(&signed, vkeys)?;
+    Ok((signed.checkpoint().clone(), signers))
+}
+
+/// Reads the auditor's trusted checkpoint, checking its signature when keys
+/// are given.
+fn open_trusted(options: &BundleOptions) -> Result<Option<Checkpoint>, BundleFailure> {
+    let Some(text) = &options.trusted_checkpoint else {
+        return Ok(None);
+    };
+    match open_checkpoint(text, &options.vkeys) {
+        Ok((checkpoint, _)) => Ok(Some(checkpoint)),
+        Err(problem) => {
+            let kind = match problem {
+                CheckpointProblem::Malformed(e) => BundleFailureKind::TrustedCheckpointMalformed(e),
+                CheckpointProblem::BadSignature(e) => {
+                    BundleFailureKind::TrustedCheckpointUnsigned(e)
+                }
+                CheckpointProblem::NoTrustedSignature => {
+                    BundleFailureKind::TrustedCheckpointUnsigned(NoteError::NoTrustedSignature)
+                }
+            };
+            Err(Fail::from(kind).at(0))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Verification.
+
+/// Verifies an export bundle read from `input`, line by line, in constant
+/// memory, and stops at the first failure.
+///
+/// Checks: the header (version, origin `…/<tenant id>`, range); the start
+/// line (size = `from_seq`, the genesis chain hash when it is 0); each
+/// record in seq order with no gaps or repeats (canonical header bytes of
+/// the bundle's tenant and the listed seq; payload and salt both present or
+/// both null, and when present matching the header's commitment and
+/// decoding canonically); for each checkpoint, right after its last record:
+/// the note parses, states the line's size and the bundle's origin, is
+/// signed by at least one of `options.vkeys` (when given), and its root and
+/// chain head equal those recomputed from the start line and the records;
+/// each consistency proof between consecutive checkpoints; the trusted
+/// checkpoint, if given; that the last checkpoint covers every record and
+/// ends the header's range; and the end line's counts and SHA-256 over
+/// every byte before it, with nothing after it.
+///
+/// `progress` is called after each line with the number of bytes read so
+/// far.
+pub fn verify_bundle<R: BufRead>(
+    input: R,
+    options: &BundleOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BundleReport, BundleFailure> {
+    if options.vkeys.is_empty() && options.trusted_checkpoint.is_none() {
+        return Err(Fail::from(BundleFailureKind::NoTrustAnchor).at(0));
+    }
+    let trusted = open_trusted(options)?;
+    let mut lines = Lines {
+        input,
+        buffer: Vec::new(),
+        number: 0,
+        consumed: 0,
+        hasher: Sha256::new(),
+        progress,
+    };
+
+    let header = match lines.expect()? {
+        Line::Header(header) => header,
+        other => return Err(lines.unexpected(&other, "the header")),
+    };
+    let header = check_header(header, trusted.as_ref()).map_err(|fail| fail.at(lines.number))?;
+
+    let mut published_vkeys = Vec::new();
+    let start = loop {
+        match lines.expect()? {
+            Line::Vkey(VkeyLine { vkey }) => published_vkeys.push(vkey),
+            Line::Start(StartLine { start }) => break start,
+            other => return Err(lines.unexpected(&other, "a vkey or the start line")),
+        }
+    };
+    let mut body = Body::start(header, start, &options.vkeys, trusted)
+        .map_err(|fail| fail.at(lines.number))?;
+
+    loop {
+        let line = lines.expect()?;
+        let checked = match line {
+            Line::Record(record) => body.record(record),
+            Line::Checkpoint(CheckpointLine { checkpoint }) => body.checkpoint(checkpoint),
+            Line::Consistency(ConsistencyLine { consistency }) => body.consistency(consistency),
+            Line::End(EndLine { end }) => {
+                let digest = lines.digest();
+                let report = body
+                    .end(end, digest, published_vkeys)
+                    .map_err(|fail| fail.at(lines.number))?;
+                lines.expect_eof()?;
+                return Ok(report);
+            }
+            other => {
+                return Err(lines.unexpected(&other, "a record, checkpoint or consistency line"));
+            }
+        };
+        checked.map_err(|fail| fail.at(lines.number))?;
+    }
+}
+
+/// The header, checked.
+struct BundleRange {
+    origin: String,
+    tenant_id: TenantId,
+    from_seq: u64,
+    to_seq: u64,
+}
+
+fn check_header(line: HeaderLine, trusted: Option<&Checkpoint>) -> Result<BundleRange, Fail> {
+    if line.annal_export != BUNDLE_VERSION {
+        return Err(BundleFailureKind::UnsupportedVersion(line.annal_export).into());
+    }
+    let bad = |message: String| Fail::from(BundleFailureKind::BadHeader(message));
+    let tenant = line.tenant_id.to_string();
+    let names_tenant = line
+        .origin
+        .rsplit_once('/')
+        .is_some_and(|(_, last)| last == tenant);
+    if !names_tenant {
+        return Err(bad(format!(
+            "the origin {} does not end with /{tenant}",
+            line.origin
+        )));
+    }
+    if line.to_seq < line.from_seq {
+        return Err(bad(format!(
+            "to_seq {} is below from_seq {}: the bundle holds no records",
+            line.to_seq, line.from_seq
+        )));
+    }
+    let end_size = line
+        .to_seq
+        .checked_add(1)
+        .ok_or_else(|| bad("to_seq is too large".to_owned()))?;
+    if let Some(trusted) = trusted {
+        if trusted.origin != line.origin {
+            return Err(BundleFailureKind::TrustedCheckpointOrigin {
+                bundle: line.origin,
+                trusted: trusted.origin.clone(),
+            }
+            .into());
+        }
+        if trusted.size > end_size {
+            return Err(BundleFailureKind::TrustedCheckpointNewer {
+                size: trusted.size,
+                bundle_size: end_size,
+            }
+            .into());
+        }
+    }
+    Ok(BundleRange {
+        origin: line.origin,
+        tenant_id: line.tenant_id,
+        from_seq: line.from_seq,
+        to_seq: line.to_seq,
+    })
+}
+
+/// The state of a bundle past its start line.
+struct Body<'k> {
+    range: BundleRange,
+    vkeys: &'k [VerifierKey],
+    trusted: Option<Checkpoint>,
+    trusted_status: TrustedCheckpointStatus,
+    /// The tree of every leaf so far (its size is the next seq).
+    tree: CompactRange,
+    /// The chain hash of the last record so far.
+    chain: ChainHash,
+    /// The last checkpoint's size and root.
+    last_checkpoint: Option<(u64, TreeHash)>,
+    /// The previous checkpoint's size and root, while the consistency proof
+    /// from it to the last one is due.
+    consistency_due: Option<(u64, TreeHash)>,
+    /// Whether the auditor's consistency line was read: only the end may
+    /// follow.
+    closed: bool,
+    records: u64,
+    payloads_checked: u64,
+    payloads_withheld: u64,
+    checkpoints: u64,
+    signing_keys: BTreeSet<String>,
+}
+
+impl<'k> Body<'k> {
+    fn start(
+        range: BundleRange,
+        start: Start,
+        vkeys: &'k [VerifierKey],
+        trusted: Option<Checkpoint>,
+    ) -> Result<Body<'k>, Fail> {
+        let bad = |message: String| Fail::from(BundleFailureKind::BadStart(message));
+        if start.size != range.from_seq {
+            return Err(bad(format!(
+                "size {} is not the header's from_seq {}",
+                start.size, range.from_seq
+            )));
+        }
+        if start.size == 0 && start.chain_hash != ChainHash::genesis(range.tenant_id) {
+            return Err(bad(
+                "the chain hash before seq 0 must be the tenant's genesis value".to_owned(),
+            ));
+        }
+        let tree = CompactRange::from_hashes(start.size, hashes(start.compact_range))
+            .map_err(|e| bad(format!("compact range: {e}")))?;
+        let mut body = Body {
+            range,
+            vkeys,
+            trusted,
+            trusted_status: TrustedCheckpointStatus::NotGiven,
+            tree,
+            chain: start.chain_hash,
+            last_checkpoint: None,
+            consistency_due: None,
+            closed: false,
+            records: 0,
+            payloads_checked: 0,
+            payloads_withheld: 0,
+            checkpoints: 0,
+            signing_keys: BTreeSet::new(),
+        };
+        body.compare_with_trusted()?;
+        body.link_empty_trusted();
+        Ok(body)
+    }
+
+    /// Compares the tree and chain with the trusted checkpoint when they
+    /// have reached its size.
+    fn compare_with_trusted(&mut self) -> Result<(), Fail> {
+        let Some(trusted) = &self.trusted else {
+            return Ok(());
+        };
+        let size = self.tree.size();
+        if trusted.size != size {
+            return Ok(());
+        }
+        let what = if trusted.root != self.tree.root() {
+            "root"
+        } else if trusted.chain_head != self.chain {
+            "chain head"
+        } else {
+            self.trusted_status = TrustedCheckpointStatus::Matched { size };
+            return Ok(());
+        };
+        Err(fail_at(
+            size.saturating_sub(1).max(self.range.from_seq),
+            BundleFailureKind::TrustedCheckpointMismatch { size, what },
+        ))
+    }
+
+    /// A trusted checkpoint of the empty tree needs no consistency proof:
+    /// every tree extends it, so its root and chain head must just be the
+    /// empty tree's and the tenant's genesis value.
+    fn link_empty_trusted(&mut self) {
+        let Some(trusted) = &self.trusted else {
+            return;
+        };
+        if trusted.size == 0
+            && self.range.from_seq > 0
+            && trusted.root == empty_root()
+            && trusted.chain_head == ChainHash::genesis(self.range.tenant_id)
+        {
+            self.trusted_status = TrustedCheckpointStatus::Linked { size: 0 };
+        }
+    }
+
+    /// Fails when a line other than the consistency proof comes while one
+    /// is due, or anything but the end after the auditor's consistency line.
+    fn expect_records(&self, found: &'static str) -> Result<(), Fail> {
+        if let (Some((from, _)), Some((to, _))) = (self.consistency_due, self.last_checkpoint) {
+            return Err(BundleFailureKind::MissingConsistency { from, to }.into());
+        }
+        if self.closed {
+            return Err(BundleFailureKind::UnexpectedLine {
+                found,
+                expected: "the end line",
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, line: RecordLine) -> Result<(), Fail> {
+        self.expect_records("record")?;
+        let seq = line.seq;
+        let expected = self.tree.size();
+        if seq > expected {
+            return Err(fail_at(
+                expected,
+                BundleFailureKind::Gap {
+                    found: Seq::new(seq),
+                },
+            ));
+        }
+        if seq < expected {
+            let kind = if seq + 1 == expected {
+                BundleFailureKind::DuplicateSeq
+            } else {
+                BundleFailureKind::OutOfOrder {
+                    expected: Seq::new(expected),
+                }
+            };
+            return Err(fail_at(seq, kind));
+        }
+        if seq > self.range.to_seq {
+            return Err(fail_at(
+                seq,
+                BundleFailureKind::RecordOutOfRange {
+                    to_seq: Seq::new(self.range.to_seq),
+                },
+            ));
+        }
+        if let Some(trusted) = &self.trusted {
+            if self.vkeys.is_empty() && seq >= trusted.size {
+                return Err(fail_at(
+                    seq,
+                    BundleFailureKind::BeyondTrustedCheckpoint { size: trusted.size },
+                ));
+            }
+        }
+        let record_failure = |failure: Failure| fail_at(seq, BundleFailureKind::Record(failure));
+        let Base64Bytes(record) = line.record;
+        let header =
+            Header::decode(&record).map_err(|e| record_failure(Failure::MalformedRecord(e)))?;
+        if header.seq.value() != seq {
+            return Err(record_failure(Failure::SeqMismatch {
+                in_record: header.seq,
+            }));
+        }
+        if header.tenant_id != self.range.tenant_id {
+            return Err(record_failure(Failure::WrongTenant {
+                expected: self.range.tenant_id,
+                found: header.tenant_id,
+            }));
+        }
+        match (line.payload, line.salt) {
+            (None, None) => self.payloads_withheld += 1,
+            (Some(Base64Bytes(payload)), Some(salt)) => {
+                let calculated = commit_payload(&salt, &payload);
+                if calculated != header.payload_commitment {
+                    return Err(record_failure(Failure::PayloadCommitmentMismatch {
+                        expected: header.payload_commitment,
+                        calculated,
+                    }));
+                }
+                decode_payload(&payload)
+                    .map_err(|e| record_failure(Failure::MalformedPayload(e)))?;
+                self.payloads_checked += 1;
+            }
+            (Some(_), None) => {
+                return Err(record_failure(Failure::UnpairedPayload {
+                    present: "payload",
+                    missing: "salt",
+                }));
+            }
+            (None, Some(_)) => {
+                return Err(record_failure(Failure::UnpairedPayload {
+                    present: "salt",
+                    missing: "payload",
+                }));
+            }
+        }
+        let leaf = leaf_hash(&record);
+        self.chain = chain_hash(&self.chain, &leaf);
+        // The range check above keeps the tree below 2^64 - 1 leaves.
+        self.tree.append(TreeHash::from(leaf)).map_err(|_| {
+            fail_at(
+                seq,
+                BundleFailureKind::RecordOutOfRange {
+                    to_seq: Seq::new(self.range.to_seq),
+                },
+            )
+        })?;
+        self.records += 1;
+        self.compare_with_trusted()
+    }
+
+    fn checkpoint(&mut self, line: CheckpointEntry) -> Result<(), Fail> {
+        self.expect_records("checkpoint")?;
+        let records_end = self.tree.size();
+        let size = line.size;
+        if size > records_end {
+            return Err(fail_at(
+                records_end,
+                BundleFailureKind::CheckpointBeyondRecords { size, records_end },
+            ));
+        }
+        let after_previous = self
+            .last_checkpoint
+            .is_none_or(|(previous, _)| previous < size);
+        // A bundle holds at least one record, so no checkpoint is of the
+        // empty tree (from which no consistency proof could lead).
+        if size == 0 || size < records_end || !after_previous {
+            return Err(BundleFailureKind::MisplacedCheckpoint { size, records_end }.into());
+        }
+        let problem = |problem| {
+            Fail::from(match problem {
+                CheckpointProblem::Malformed(e) => BundleFailureKind::MalformedCheckpoint(e),
+                CheckpointProblem::BadSignature(e) => BundleFailureKind::BadSignature(e),
+                CheckpointProblem::NoTrustedSignature => {
+                    BundleFailureKind::NoTrustedSignature { size }
+                }
+            })
+        };
+        let signed = parse_checkpoint(&line.note).map_err(problem)?;
+        let checkpoint = signed.checkpoint();
+        if checkpoint.size != size {
+            return Err(BundleFailureKind::MalformedCheckpoint(format!(
+                "the note states size {}, the line {size}",
+                checkpoint.size
+            ))
+            .into());
+        }
+        if checkpoint.origin != self.range.origin {
+            return Err(BundleFailureKind::WrongOrigin {
+                expected: self.range.origin.clone(),
+                found: checkpoint.origin.clone(),
+            }
+            .into());
+        }
+        let signers = check_signers(&signed, self.vkeys).map_err(problem)?;
+        let first = self
+            .last_checkpoint
+            .map_or(self.range.from_seq, |(previous, _)| previous);
+        let calculated = self.tree.root();
+        if checkpoint.root != calculated {
+            return Err(fail_at(
+                first,
+                BundleFailureKind::RootMismatch {
+                    first,
+                    size,
+                    signed: checkpoint.root,
+                    calculated,
+                },
+            ));
+        }
+        if checkpoint.chain_head != self.chain {
+            return Err(fail_at(
+                first,
+                BundleFailureKind::ChainHeadMismatch {
+                    first,
+                    size,
+                    signed: checkpoint.chain_head,
+                    calculated: self.chain,
+                },
+            ));
+        }
+        self.consistency_due = self.last_checkpoint;
+        self.last_checkpoint = Some((size, calculated));
+        self.checkpoints += 1;
+        self.signing_keys.extend(signers);
+        Ok(())
+    }
+
+    fn consistency(&mut self, line: Consistency) -> Result<(), Fail> {
+        if self.closed {
+            return Err(BundleFailureKind::UnexpectedLine {
+                found: "consistency",
+                expected: "the end line",
+            }
+            .into());
+        }
+        let Some((to, to_root)) = self.last_checkpoint else {
+            return Err(BundleFailureKind::UnexpectedLine {
+                found: "consistency",
+                expected: "a record or checkpoint line",
+            }
+            .into());
+        };
+        let proof = hashes(line.proof);
+        if let Some((from, from_root)) = self.consistency_due.take() {
+            if (line.from, line.to) != (from, to) {
+                return Err(BundleFailureKind::MisplacedConsistency {
+                    from: line.from,
+                    to: line.to,
+                    expected: format!("the proof from {from} to {to}"),
+                }
+                .into());
+            }
+            return verify_consistency(from, to, &proof, &from_root, &to_root).map_err(|e| {
+                fail_at(
+                    from,
+                    BundleFailureKind::ConsistencyInvalid {
+                        from,
+                        to,
+                        reason: e.to_string(),
+                    },
+                )
+            });
+        }
+        // Not due: the auditor's line, from a size before the bundle to its
+        // last checkpoint, which must end the records.
+        self.expect_all_signed(to)?;
+        if line.to != to || line.from >= self.range.from_seq {
+            return Err(BundleFailureKind::MisplacedConsistency {
+                from: line.from,
+                to: line.to,
+                expected: format!(
+                    "only the end line, or a proof from a size below {} to {to}",
+                    self.range.from_seq
+                ),
+            }
+            .into());
+        }
+        self.closed = true;
+        let Some(trusted) = &self.trusted else {
+            return Ok(());
+        };
+        if trusted.size != line.from {
+            return Ok(());
+        }
+        let size = trusted.size;
+        verify_consistency(size, to, &proof, &trusted.root, &to_root).map_err(|e| {
+            Fail::from(BundleFailureKind::TrustedCheckpointInconsistent {
+                size,
+                to,
+                reason: e.to_string(),
+            })
+        })?;
+        self.trusted_status = TrustedCheckpointStatus::Linked { size };
+        Ok(())
+    }
+
+    /// Fails when records follow the last checkpoint (of size `last`).
+    fn expect_all_signed(&self, last: u64) -> Result<(), Fail> {
+        if self.tree.size() > last {
+            return Err(fail_at(
+                last,
+                BundleFailureKind::UnsignedRecords {
+                    last_checkpoint: last,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    fn end(
+        self,
+        end: End,
+        digest: String,
+        published_vkeys: Vec<String>,
+    ) -> Result<BundleReport, Fail> {
+        if let (Some((from, _)), Some((to, _))) = (self.consistency_due, self.last_checkpoint) {
+            return Err(BundleFailureKind::MissingConsistency { from, to }.into());
+        }
+        let Some((last_size, last_root)) = self.last_checkpoint else {
+            return Err(fail_at(
+                self.range.from_seq,
+                BundleFailureKind::NoCheckpoint,
+            ));
+        };
+        self.expect_all_signed(last_size)?;
+        if last_size != self.range.to_seq.saturating_add(1) {
+            return Err(BundleFailureKind::RangeMismatch {
+                to_seq: self.range.to_seq,
+                last_checkpoint: last_size,
+            }
+            .into());
+        }
+        if let Some(trusted) = &self.trusted {
+            if self.trusted_status == TrustedCheckpointStatus::NotGiven {
+                return Err(
+                    BundleFailureKind::TrustedCheckpointUnlinked { size: trusted.size }.into(),
+                );
+            }
+        }
+        for (what, stated, counted) in [
+            ("records", end.records, self.records),
+            ("checkpoints", end.checkpoints, self.checkpoints),
+        ] {
+            if stated != counted {
+                return Err(BundleFailureKind::EndMismatch {
+                    what,
+                    stated,
+                    counted,
+                }
+                .into());
+            }
+        }
+        if end.sha256 != digest {
+            return Err(BundleFailureKind::BundleHashMismatch {
+                stated: end.sha256,
+                calculated: digest,
+            }
+            .into());
+        }
+        Ok(BundleReport {
+            origin: self.range.origin,
+            tenant_id: self.range.tenant_id,
+            from_seq: Seq::new(self.range.from_seq),
+            to_seq: Seq::new(self.range.to_seq),
+            records_checked: self.records,
+            payloads_checked: self.payloads_checked,
+            payloads_withheld: self.payloads_withheld,
+            checkpoints_verified: self.checkpoints,
+            last_checkpoint_size: last_size,
+            last_checkpoint_root: last_root,
+            chain_head: self.chain,
+            signing_keys: self.signing_keys.into_iter().collect(),
+            published_vkeys,
+            trusted_checkpoint: self.trusted_status,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind_of(line: &str) -> Result<&'static str, BundleFailureKind> {
+        parse_line(line.as_bytes())
+            .map(|line| line.kind())
+            .map_err(|fail| fail.kind)
+    }
+
+    #[test]
+    fn the_set_of_keys_decides_the_kind_whatever_their_order() {
+        let salt = "00".repeat(32);
+        let cases = [
+            (
+                r#"{"to_seq":1,"from_seq":0,"tenant_id":"0f8fad5b-d9cb-469f-a165-70867728950e","origin":"a/b","annal_export":1}"#.to_owned(),
+                "header",
+            ),
+            (r#"{"vkey":"x"}"#.to_owned(), "vkey"),
+            (
+                format!(r#"{{"start":{{"compact_range":[],"chain_hash":"{salt}","size":0}}}}"#),
+                "start",
+            ),
+            (
+                r#"{"salt":null,"payload":null,"record":"AQ==","seq":0}"#.to_owned(),
+                "record",
+            ),
+            (
+                r#"{"checkpoint":{"note":"n","size":1}}"#.to_owned(),
+                "checkpoint",
+            ),
+            (
+                r#"{"consistency":{"proof":[],"to":2,"from":1}}"#.to_owned(),
+                "consistency",
+            ),
+            (
+                r#"{"end":{"sha256":"","checkpoints":0,"records":0}}"#.to_owned(),
+                "end",
+            ),
+        ];
+        for (line, kind) in cases {
+            assert_eq!(kind_of(&line), Ok(kind), "{line}");
+        }
+    }
+
+    #[test]
+    fn any_json_escape_of_base64_is_read() {
+        let line = r#"{"seq":0,"record":"\/w==","payload":null,"salt":null}"#;
+        match parse_line(line.as_bytes()) {
+            Ok(Line::Record(record)) => assert_eq!(record.record.0, vec![0xff]),
+            _ => panic!("not a record line"),
+        }
+    }
+
+    #[test]
+    fn a_malformed_line_says_what_is_wrong_and_names_its_seq() {
+        let cases = [
+            (r#"{"seq":3,"record":"AQ==","payload":null}"#, "salt"),
+            (
+                r#"{"seq":3,"record":"AQ==","payload":null,"salt":null,"x":1}"#,
+                "x",
+            ),
+            (
+                r#"{"seq":3,"seq":3,"record":"AQ==","payload":null,"salt":null}"#,
+                "seq",
+            ),
+            (
+                r#"{"seq":3,"record":"AQ=","payload":null,"salt":null}"#,
+                "base64",
+            ),
+            (
+                r#"{"seq":3,"record":"AQ==","payload":null,"salt":"00"}"#,
+                "64 hex",
+            ),
+        ];
+        for (line, named) in cases {
+            let fail = parse_line(line.as_bytes()).err().unwrap();
+            assert_eq!(fail.seq, Some(Seq::new(3)), "{line}");
+            match fail.kind {
+                BundleFailureKind::MalformedLine(message) => {
+                    assert!(message.contains(named), "{line}: {message}");
+                }
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            kind_of("[1]"),
+            Err(BundleFailureKind::MalformedLine(m)) if m.contains("object")
+        ));
+        assert!(matches!(
+            kind_of("{\"other\":1}"),
+            Err(BundleFailureKind::MalformedLine(m)) if m.contains("no known line kind")
+        ));
+    }
+
+    #[test]
+    fn another_bundle_version_is_unsupported_rather_than_malformed() {
+        assert_eq!(
+            kind_of(r#"{"annal_export":2,"whatever":true}"#),
+            Err(BundleFailureKind::UnsupportedVersion(2))
+        );
+    }
+}
