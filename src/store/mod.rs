@@ -8,8 +8,10 @@
 //! strings: each query is a `const` beside the function that runs it.
 
 pub mod api_keys;
+pub mod checkpoints;
 pub mod events;
 pub mod tenants;
+pub mod tree;
 
 use std::str::FromStr;
 
@@ -344,6 +346,18 @@ impl<'a> TenantTx<'a> {
         Ok(ChainLock { tx: self })
     }
 
+    /// Serialises checkpoint signers of this tenant across every process on
+    /// the database until the transaction ends, so that each signs only
+    /// after reading the latest checkpoint the others stored. Appenders are
+    /// not blocked: this is a different lock from the chain's.
+    pub async fn lock_checkpoints(&self) -> Result<(), StoreError> {
+        const LOCK: &str = "SELECT pg_advisory_xact_lock($1, $2)";
+        let (class, object) = checkpoint_lock_key(self.tenant);
+        let stmt = self.tx.prepare_cached(LOCK).await?;
+        self.tx.execute(&stmt, &[&class, &object]).await?;
+        Ok(())
+    }
+
     pub(in crate::store) fn inner(&self) -> &deadpool_postgres::Transaction<'_> {
         &self.tx
     }
@@ -370,4 +384,14 @@ fn chain_lock_key(tenant: TenantId) -> i64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&bytes[..8]);
     i64::from_be_bytes(first)
+}
+
+/// The advisory lock of a tenant's checkpoint signer: the two-key form, a
+/// lock space apart from the chain's one-key locks. The first key spells
+/// "ckpt"; the second is the first 4 bytes of the tenant id.
+fn checkpoint_lock_key(tenant: TenantId) -> (i32, i32) {
+    let bytes = tenant.as_bytes();
+    let mut first = [0u8; 4];
+    first.copy_from_slice(&bytes[..4]);
+    (i32::from_be_bytes(*b"ckpt"), i32::from_be_bytes(first))
 }

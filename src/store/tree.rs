@@ -1,0 +1,139 @@
+//! The tenant's Merkle tree as stored: leaf hashes in `annal.events`, the
+//! perfect subtrees of the stored strata (levels 8, 16, ...) in
+//! `annal.tree_nodes`. Roots, compact ranges and proofs are assembled from
+//! one bounded range read per stratum (see `ledger::merkle`), so their cost
+//! grows with the log's height, never with its size.
+//!
+//! Missing or extra stored hashes are reported as [`StoreError::Corrupt`]:
+//! this module never guesses a hash.
+
+use futures_util::future::try_join_all;
+
+use super::{ChainLock, StoreError, TenantTx};
+use crate::ledger::{
+    CompactRange, NodeId, ProofPlan, StratumRead, TreeHash, compact_range_ids, consistency_plan,
+    inclusion_plan, plan_reads, resolve,
+};
+
+fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt("tree index out of range".into()))
+}
+
+/// The stored hashes `[read.start, read.end)` of one stratum, in index order.
+async fn read_stratum(tx: &TenantTx<'_>, read: StratumRead) -> Result<Vec<TreeHash>, StoreError> {
+    const LEAVES: &str = "SELECT leaf_hash FROM annal.events \
+        WHERE tenant_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq";
+    const NODES: &str = "SELECT hash FROM annal.tree_nodes \
+        WHERE tenant_id = $1 AND level = $2 AND idx >= $3 AND idx < $4 ORDER BY idx";
+    let (start, end) = (to_i64(read.start)?, to_i64(read.end)?);
+    let tenant = tx.tenant().as_uuid();
+    let rows = if read.level == 0 {
+        let stmt = tx.inner().prepare_cached(LEAVES).await?;
+        tx.inner().query(&stmt, &[&tenant, &start, &end]).await?
+    } else {
+        let stmt = tx.inner().prepare_cached(NODES).await?;
+        let level = i16::from(read.level);
+        tx.inner()
+            .query(&stmt, &[&tenant, &level, &start, &end])
+            .await?
+    };
+    let expected = read.end.saturating_sub(read.start);
+    if u64::try_from(rows.len()).ok() != Some(expected) {
+        return Err(StoreError::Corrupt(format!(
+            "tree stratum {} [{}, {}): {} of {} hashes stored",
+            read.level,
+            read.start,
+            read.end,
+            rows.len(),
+            expected
+        )));
+    }
+    rows.iter()
+        .map(|row| {
+            let bytes: &[u8] = row.try_get(0)?;
+            TreeHash::try_from(bytes)
+                .map_err(|_| StoreError::Corrupt("tree hash is not 32 bytes".into()))
+        })
+        .collect()
+}
+
+/// The hashes of the perfect subtrees `ids`, in the same order. The reads,
+/// one per stratum, go out together on the transaction's connection.
+pub async fn nodes(tx: &TenantTx<'_>, ids: &[NodeId]) -> Result<Vec<TreeHash>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reads = plan_reads(ids);
+    let fetched = try_join_all(reads.iter().map(|read| read_stratum(tx, *read))).await?;
+    resolve(ids, &reads, &fetched)
+        .map_err(|e| StoreError::Corrupt(format!("tree nodes do not resolve: {e}")))
+}
+
+/// The compact range of the tree of the first `size` leaves.
+pub async fn compact_range(tx: &TenantTx<'_>, size: u64) -> Result<CompactRange, StoreError> {
+    let hashes = nodes(tx, &compact_range_ids(size)).await?;
+    CompactRange::from_hashes(size, hashes)
+        .map_err(|e| StoreError::Corrupt(format!("compact range: {e}")))
+}
+
+/// The root of the tree of the first `size` leaves.
+pub async fn root(tx: &TenantTx<'_>, size: u64) -> Result<TreeHash, StoreError> {
+    Ok(compact_range(tx, size).await?.root())
+}
+
+async fn prove(tx: &TenantTx<'_>, plan: ProofPlan) -> Result<Vec<TreeHash>, StoreError> {
+    let hashes = nodes(tx, plan.nodes()).await?;
+    plan.assemble(&hashes)
+        .map_err(|e| StoreError::Corrupt(format!("proof does not assemble: {e}")))
+}
+
+/// The inclusion proof of leaf `index` in the tree of `size` leaves.
+/// Requires `index < size <=` the number of stored leaves.
+pub async fn inclusion_proof(
+    tx: &TenantTx<'_>,
+    index: u64,
+    size: u64,
+) -> Result<Vec<TreeHash>, StoreError> {
+    let plan = inclusion_plan(index, size)
+        .map_err(|e| StoreError::Corrupt(format!("inclusion proof: {e}")))?;
+    prove(tx, plan).await
+}
+
+/// The consistency proof from the tree of `size1` leaves to the tree of
+/// `size2`. Requires `0 < size1 <= size2 <=` the number of stored leaves.
+pub async fn consistency_proof(
+    tx: &TenantTx<'_>,
+    size1: u64,
+    size2: u64,
+) -> Result<Vec<TreeHash>, StoreError> {
+    let plan = consistency_plan(size1, size2)
+        .map_err(|e| StoreError::Corrupt(format!("consistency proof: {e}")))?;
+    prove(tx, plan).await
+}
+
+/// Inserts the stored-stratum nodes completed by an append, in the
+/// transaction that appends their leaves.
+pub async fn insert_nodes(
+    lock: &ChainLock<'_, '_>,
+    completed: &[(NodeId, TreeHash)],
+) -> Result<(), StoreError> {
+    const INSERT: &str = "INSERT INTO annal.tree_nodes (tenant_id, level, idx, hash) \
+        SELECT $1, * FROM UNNEST($2::int2[], $3::int8[], $4::bytea[])";
+    if completed.is_empty() {
+        return Ok(());
+    }
+    let tx = lock.tx();
+    let mut levels = Vec::with_capacity(completed.len());
+    let mut indexes = Vec::with_capacity(completed.len());
+    let mut hashes = Vec::with_capacity(completed.len());
+    for (id, hash) in completed {
+        levels.push(i16::from(id.level));
+        indexes.push(to_i64(id.index)?);
+        hashes.push(hash.as_bytes().as_slice());
+    }
+    let stmt = tx.inner().prepare_cached(INSERT).await?;
+    tx.inner()
+        .execute(&stmt, &[&tx.tenant().as_uuid(), &levels, &indexes, &hashes])
+        .await?;
+    Ok(())
+}
