@@ -21,6 +21,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::Deserialize;
 
 use crate::crypto::Pepper;
+use crate::crypto::signing::NoteSigner;
 use crate::pg::{self, Cluster};
 
 /// The configuration file: every key optional, unknown keys refused.
@@ -35,6 +36,9 @@ use crate::pg::{self, Cluster};
 /// body_limit = 1048576
 /// workers = 4
 /// max_group = 2000
+/// # Checkpoint signing keys, newest first (the first signs).
+/// signing_key_files = ["/run/secrets/annal-signing-key"]
+/// checkpoint_interval = "1s"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +62,11 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// Most events per group-commit transaction.
     pub max_group: Option<usize>,
+    /// Checkpoint signing key files, newest first; each must not be
+    /// readable by group or others.
+    pub signing_key_files: Option<Vec<PathBuf>>,
+    /// Time between two checkpoints of a tenant, e.g. `"1s"` or `"250ms"`.
+    pub checkpoint_interval: Option<String>,
 }
 
 impl FileConfig {
@@ -95,6 +104,11 @@ pub struct Settings {
     pub api_key_pepper: Option<String>,
     /// File holding the hex API key pepper.
     pub api_key_pepper_file: Option<PathBuf>,
+    /// A checkpoint signing key itself (`PRIVATE+KEY+...`), from the
+    /// environment; it is the newest, ahead of the files.
+    pub signing_key: Option<String>,
+    /// Checkpoint signing key files, newest first.
+    pub signing_key_files: Vec<PathBuf>,
 }
 
 /// A database ready to be used, and how it was reached.
@@ -140,6 +154,10 @@ impl Embedded {
 }
 
 const PEPPER_FILE: &str = "api-key-pepper";
+/// The embedded default's checkpoint signing key, created on first use.
+pub const SIGNING_KEY_FILE: &str = "checkpoint-signing-key";
+/// The origin of the embedded default's checkpoints.
+pub const EMBEDDED_ORIGIN: &str = "annal.localhost";
 const SERVE_LOCK_FILE: &str = "serve.lock";
 
 /// Held by `serve` for its whole life on an embedded data directory: one
@@ -244,6 +262,30 @@ impl Settings {
         Ok(Pepper::from_hex(&text)?)
     }
 
+    /// The checkpoint signing keys, newest first: the environment's, then
+    /// the files. The embedded default without any creates and uses
+    /// `<data dir>/checkpoint-signing-key` (origin `annal.localhost`).
+    pub fn signers(&self) -> anyhow::Result<Vec<NoteSigner>> {
+        let mut signers = Vec::new();
+        if let Some(text) = &self.signing_key {
+            signers.push(
+                NoteSigner::from_skey(text.trim())
+                    .context("ANNAL_SIGNING_KEY is not a signing key (PRIVATE+KEY+...)")?,
+            );
+        }
+        for path in &self.signing_key_files {
+            signers.push(NoteSigner::load(path)?);
+        }
+        if signers.is_empty() && self.database_url.is_none() {
+            let path = self.data_dir.join(SIGNING_KEY_FILE);
+            if !path.exists() {
+                NoteSigner::generate(EMBEDDED_ORIGIN)?.save_new(&path)?;
+            }
+            signers.push(NoteSigner::load(&path)?);
+        }
+        Ok(signers)
+    }
+
     async fn open_embedded(&self) -> anyhow::Result<Deployment> {
         // Find the server binaries before writing anything.
         let cluster = Cluster::at(&self.data_dir.join("postgres"))?;
@@ -294,4 +336,27 @@ pub fn write_secret(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     file.write_all(contents)?;
     file.sync_all()?;
     Ok(())
+}
+
+/// Parses a duration such as `1s`, `250ms` or `2m` (at least 1 ms).
+pub fn parse_interval(text: &str) -> anyhow::Result<std::time::Duration> {
+    let text = text.trim();
+    let (digits, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        bail!("{text:?} is not a duration: write e.g. 1s, 250ms or 2m")
+    };
+    let value: u64 = digits
+        .trim()
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration: write e.g. 1s, 250ms or 2m"))?;
+    let ms = value.saturating_mul(unit_ms);
+    if ms == 0 {
+        bail!("the checkpoint interval must be at least 1ms");
+    }
+    Ok(std::time::Duration::from_millis(ms))
 }

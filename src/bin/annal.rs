@@ -12,14 +12,19 @@ use uuid::Uuid;
 
 use annal::config::{FileConfig, Settings, write_secret};
 use annal::crypto::ApiKeyId;
+use annal::crypto::signing::NoteSigner;
 use annal::http::{self, AppState};
 use annal::ledger::TenantId;
 use annal::service::auth::Scope;
+use annal::service::checkpoints::{self, Checkpointer, Keyring};
 use annal::service::events::Ledger;
+use annal::service::export::{Chunk, ExportInput, Exporter};
 use annal::service::keys::Keys;
+use annal::service::proofs::Proofs;
 use annal::service::{ServiceError, SharedClock, SystemClock, tenants};
 use annal::store::{self, Store};
 use annal::telemetry::Sink;
+use annal::verify::bundle::{BundleFailure, BundleOptions, BundleReport, verify_bundle};
 
 /// Append-only, tamper-evident audit ledger.
 #[derive(Parser)]
@@ -53,6 +58,14 @@ struct Global {
     /// Database connections per process [default: 16].
     #[arg(long, env = "ANNAL_DB_POOL_SIZE", global = true)]
     pool_size: Option<usize>,
+    /// Checkpoint signing key file; repeat for older keys, newest first (comma-separated in the environment).
+    #[arg(
+        long = "signing-key",
+        env = "ANNAL_SIGNING_KEY_FILES",
+        value_delimiter = ',',
+        global = true
+    )]
+    signing_key_files: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -71,9 +84,19 @@ enum Operator {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
-    /// Manage API keys.
+    /// Manage API keys and checkpoint signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Verify a tenant's whole trail in the database: every record, hash,
+    /// checkpoint signature and proof, as `annal-verify` does offline.
+    Verify {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: Uuid,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -90,6 +113,9 @@ struct ServeArgs {
     /// Most events sealed in one group-commit transaction [default: 2000].
     #[arg(long, env = "ANNAL_MAX_GROUP")]
     max_group: Option<usize>,
+    /// Time between two checkpoints of a tenant, e.g. 1s or 250ms [default: 1s].
+    #[arg(long, env = "ANNAL_CHECKPOINT_INTERVAL")]
+    checkpoint_interval: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +148,27 @@ enum KeysCommand {
     Revoke {
         /// Key id.
         id: Uuid,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage checkpoint signing keys (no database needed).
+    #[command(subcommand)]
+    Signing(SigningCommand),
+}
+
+#[derive(Subcommand)]
+enum SigningCommand {
+    /// Create an Ed25519 checkpoint signing key in a new file (mode 0600)
+    /// and print its public C2SP vkey.
+    Generate {
+        /// The deployment's origin, e.g. audit.example.com: names the key
+        /// and prefixes every checkpoint origin.
+        #[arg(long)]
+        origin: String,
+        /// The key file to create; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -172,6 +219,12 @@ fn resolve(global: &Global) -> anyhow::Result<Resolved> {
             .or_else(|| file.migrator_database_url.clone()),
         api_key_pepper: std::env::var("ANNAL_API_KEY_PEPPER").ok(),
         api_key_pepper_file: file.api_key_pepper_file.clone(),
+        signing_key: std::env::var("ANNAL_SIGNING_KEY").ok(),
+        signing_key_files: if global.signing_key_files.is_empty() {
+            file.signing_key_files.clone().unwrap_or_default()
+        } else {
+            global.signing_key_files.clone()
+        },
     };
     let pool_size = global.pool_size.or(file.pool_size).unwrap_or(16);
     for (name, value) in [
@@ -201,6 +254,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = &resolved.settings;
     match cli.command {
         Command::Serve(args) => serve(&resolved, args).await,
+        Command::Operator(Operator::Keys(KeysCommand::Signing(command))) => signing(command),
         Command::Operator(command) => {
             let deployment = settings.open().await?;
             let outcome = operate(settings, &deployment, command).await;
@@ -277,6 +331,10 @@ async fn operate(
             }
             Ok(())
         }
+        Operator::Verify { tenant, json } => {
+            verify_trail(settings, store, clock, TenantId::from_uuid(tenant), json).await
+        }
+        Operator::Keys(KeysCommand::Signing(command)) => signing(command),
         Operator::Keys(KeysCommand::Revoke { id, json }) => {
             let keys = Keys::new(store, settings.pepper()?, clock);
             let revoked = keys
@@ -292,6 +350,132 @@ async fn operate(
             }
             Ok(())
         }
+    }
+}
+
+fn signing(command: SigningCommand) -> anyhow::Result<()> {
+    let SigningCommand::Generate { origin, out, json } = command;
+    let signer = NoteSigner::generate(&origin)?;
+    signer.save_new(&out)?;
+    let vkey = signer.verifier_key().to_vkey();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "origin": origin, "file": out, "vkey": vkey })
+        );
+    } else {
+        println!(
+            "created checkpoint signing key {} (keep it secret; serve it with --signing-key)\n\n    {vkey}\n\nPublish this vkey: auditors verify checkpoints and exports with it.",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+async fn verify_trail(
+    settings: &Settings,
+    store: Store,
+    clock: SharedClock,
+    tenant: TenantId,
+    json: bool,
+) -> anyhow::Result<()> {
+    let keyring = Arc::new(Keyring::new(settings.signers()?)?);
+    let checkpointer = Checkpointer::new(
+        store.clone(),
+        keyring.clone(),
+        clock.clone(),
+        checkpoints::DEFAULT_INTERVAL,
+    );
+    let ledger = Ledger::new(store.clone(), clock, 1, None);
+    let exporter = Exporter::new(store, checkpointer, ledger);
+    let range = exporter
+        .plan(tenant, &ExportInput::default())
+        .await
+        .map_err(explain)?;
+    let chunks = exporter.stream(range);
+    let options = BundleOptions {
+        vkeys: keyring.verifier_keys(),
+        trusted_checkpoint: None,
+    };
+    let verdict = tokio::task::spawn_blocking(move || {
+        let reader = std::io::BufReader::new(ChunkReader::new(chunks));
+        verify_bundle(reader, &options, &mut |_| {})
+    })
+    .await?;
+    report_verdict(verdict, json)
+}
+
+fn report_verdict(verdict: Result<BundleReport, BundleFailure>, json: bool) -> anyhow::Result<()> {
+    match verdict {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::json!({ "ok": true, "report": report }));
+            } else {
+                println!(
+                    "OK: tenant {} records {}..={} ({} records, {} payloads, {} checkpoints verified; last checkpoint size {}, signed by {})",
+                    report.tenant_id,
+                    report.from_seq,
+                    report.to_seq,
+                    report.records_checked,
+                    report.payloads_checked,
+                    report.checkpoints_verified,
+                    report.last_checkpoint_size,
+                    report.signing_keys.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Err(failure) => {
+            if json {
+                // The shape `annal-verify --json` prints.
+                let mut error = serde_json::json!({
+                    "code": failure.code(),
+                    "seq": failure.seq.map(|seq| seq.value()),
+                    "message": failure.to_string(),
+                });
+                if failure.line > 0 {
+                    error["line"] = serde_json::json!(failure.line);
+                }
+                println!("{}", serde_json::json!({ "ok": false, "error": error }));
+            }
+            bail!("verification failed: {failure}")
+        }
+    }
+}
+
+/// Reads a bundle from the exporter's channel, for the blocking verifier.
+struct ChunkReader {
+    chunks: tokio::sync::mpsc::Receiver<Chunk>,
+    current: Vec<u8>,
+    offset: usize,
+}
+
+impl ChunkReader {
+    fn new(chunks: tokio::sync::mpsc::Receiver<Chunk>) -> ChunkReader {
+        ChunkReader {
+            chunks,
+            current: Vec::new(),
+            offset: 0,
+        }
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.offset == self.current.len() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => {
+                    self.current = chunk?;
+                    self.offset = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let available = &self.current[self.offset..];
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.offset += n;
+        Ok(n)
     }
 }
 
@@ -344,8 +528,26 @@ async fn serve_on(
     let store = Store::connect(&deployment.app_url, resolved.pool_size)?;
     store.check_server_role().await?;
     let clock: SharedClock = Arc::new(SystemClock);
+    let interval = match args
+        .checkpoint_interval
+        .as_deref()
+        .or(file.checkpoint_interval.as_deref())
+    {
+        Some(text) => annal::config::parse_interval(text)?,
+        None => checkpoints::DEFAULT_INTERVAL,
+    };
+    let keyring = Arc::new(Keyring::new(settings.signers()?)?);
     let keys = Keys::new(store.clone(), settings.pepper()?, clock.clone());
-    let ledger = Ledger::new(store.clone(), clock.clone(), max_group);
+    let checkpointer = Checkpointer::new(store.clone(), keyring.clone(), clock.clone(), interval);
+    actix_web::rt::spawn(checkpointer.clone().run());
+    let ledger = Ledger::new(
+        store.clone(),
+        clock.clone(),
+        max_group,
+        Some(checkpointer.clone()),
+    );
+    let proofs = Proofs::new(store.clone(), checkpointer.clone());
+    let exporter = Exporter::new(store.clone(), checkpointer, ledger.clone());
     let listener = TcpListener::bind(&bind).with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
     if let Some(embedded) = &deployment.embedded {
@@ -359,9 +561,17 @@ async fn serve_on(
         .workers
         .or(file.workers)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    tracing::info!(
+        checkpoint.origin = %keyring.origin(),
+        checkpoint.vkey = %keyring.signer().verifier_key().to_vkey(),
+        checkpoint.interval_ms = interval.as_millis() as u64,
+        "signing checkpoints"
+    );
     let state = AppState {
         ledger,
         keys,
+        proofs,
+        exporter,
         store,
         body_limit,
     };

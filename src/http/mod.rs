@@ -6,6 +6,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod openapi;
+pub mod proofs;
 pub mod request_id;
 
 use std::net::TcpListener;
@@ -15,7 +16,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::service::events::Ledger;
+use crate::service::export::Exporter;
 use crate::service::keys::Keys;
+use crate::service::proofs::Proofs;
 use crate::store::Store;
 use error::ApiError;
 
@@ -29,6 +32,10 @@ pub struct AppState {
     pub ledger: Ledger,
     /// Authentication.
     pub keys: Keys,
+    /// Checkpoints, proofs and keys.
+    pub proofs: Proofs,
+    /// Export bundles.
+    pub exporter: Exporter,
     /// The database, for readiness.
     pub store: Store,
     /// Largest accepted request body, in bytes.
@@ -51,6 +58,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(events::append_one)
         .service(events::search)
         .service(events::by_seq)
+        .service(proofs::latest)
+        .service(proofs::at_size)
+        .service(proofs::inclusion)
+        .service(proofs::consistency)
+        .service(proofs::event_proof)
+        .service(proofs::keys)
+        .service(proofs::export)
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(ApiError::Rejected {
                 status: actix_web::http::StatusCode::NOT_FOUND,

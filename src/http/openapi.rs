@@ -14,6 +14,13 @@ use utoipa::{Modify, OpenApi};
         super::events::append_batch,
         super::events::search,
         super::events::by_seq,
+        super::proofs::latest,
+        super::proofs::at_size,
+        super::proofs::inclusion,
+        super::proofs::consistency,
+        super::proofs::event_proof,
+        super::proofs::keys,
+        super::proofs::export,
         super::health::healthz,
         super::health::readyz,
         document,
@@ -21,6 +28,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerKey),
     tags(
         (name = "events", description = "Append and read a tenant's audit trail"),
+        (name = "proofs", description = "Signed checkpoints, Merkle proofs, keys and export bundles for auditors"),
         (name = "operations", description = "Health and API description"),
     )
 )]

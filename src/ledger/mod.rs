@@ -1,10 +1,12 @@
-//! The pure ledger core: how a record is encoded, hashed and chained.
+//! The pure ledger core: how a record is encoded, hashed, chained, placed in
+//! a Merkle tree and attested.
 //!
 //! This module owns the auditor's contract (`docs/FORMAT.md`): the canonical
 //! MessagePack encodings of the header and the payload, the salted payload
-//! commitment, RFC 6962 leaf hashing, the per-tenant hash chain, and the
-//! tenant's RFC 6962 Merkle tree with its proofs. It must never do I/O, read
-//! the clock, draw random numbers, or hold global state:
+//! commitment, RFC 6962 leaf hashing, the per-tenant hash chain, the
+//! tenant's RFC 6962 Merkle tree with its proofs and compact ranges, C2SP
+//! checkpoints and signed notes, and C2SP tlog-proof files. It must never do
+//! I/O, read the clock, draw random numbers, or hold global state:
 //! time, salts and ids are arguments, so every function here is deterministic
 //! and can be checked against the golden vectors.
 
@@ -34,7 +36,8 @@ pub use checkpoint::{
 };
 pub use hash::{
     CHAIN_PREFIX, ChainHash, GENESIS_PREFIX, HASH_LEN, HashLengthError, HexError, LEAF_PREFIX,
-    LeafHash, NODE_PREFIX, PayloadCommitment, Salt, TreeHash, chain_hash, commit_payload, leaf_hash,
+    LeafHash, NODE_PREFIX, PayloadCommitment, Salt, TreeHash, chain_hash, commit_payload,
+    leaf_hash,
 };
 pub use ids::{EventId, ParseIdError, Seq, TenantId};
 pub use merkle::{

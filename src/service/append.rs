@@ -9,6 +9,13 @@
 //!
 //! The writer never answers before the commit, and a failed commit fails
 //! every request in it: nothing is acknowledged that is not durable.
+//!
+//! The same transaction advances the tenant's Merkle tree: the writer keeps
+//! the tree's compact range (its right border, at most 64 hashes) between
+//! groups, appends the new leaves to it and stores the stratum nodes they
+//! complete. So the cost of a group grows with the group, never with the
+//! log. When another process appended meanwhile, the range is reloaded
+//! from the stored strata (one bounded read per stratum).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,13 +23,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoints::Checkpointer;
 use super::{ServiceError, SharedClock};
 use crate::ledger::{
-    ChainHash, EventId, Header, PayloadCommitment, Salt, Seq, TenantId, Timestamp, chain_hash,
-    leaf_hash,
+    ChainHash, CompactRange, EventId, Header, PayloadCommitment, Salt, Seq, TenantId, Timestamp,
+    chain_hash, leaf_hash,
 };
 use crate::store::events::{self, NewRow, StoredEvent};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, tree};
 
 /// How long an idle tenant writer lives before it exits.
 const IDLE: Duration = Duration::from_secs(60);
@@ -83,18 +91,26 @@ struct Inner {
     store: Store,
     clock: SharedClock,
     max_group: usize,
+    checkpointer: Option<Checkpointer>,
     writers: Mutex<HashMap<TenantId, mpsc::Sender<Job>>>,
 }
 
 impl Appender {
     /// An appender writing through `store`, grouping up to `max_group`
-    /// events per transaction (a single request is never split).
-    pub fn new(store: Store, clock: SharedClock, max_group: usize) -> Appender {
+    /// events per transaction (a single request is never split), and
+    /// telling `checkpointer` about every tenant it commits to.
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        max_group: usize,
+        checkpointer: Option<Checkpointer>,
+    ) -> Appender {
         Appender {
             inner: Arc::new(Inner {
                 store,
                 clock,
                 max_group,
+                checkpointer,
                 writers: Mutex::new(HashMap::new()),
             }),
         }
@@ -157,6 +173,7 @@ fn spawn_writer(inner: Arc<Inner>, tenant: TenantId) -> mpsc::Sender<Job> {
 }
 
 async fn write_loop(inner: Arc<Inner>, tenant: TenantId, mut queue: mpsc::Receiver<Job>) {
+    let mut tree: Option<CompactRange> = None;
     loop {
         let first = match tokio::time::timeout(IDLE, queue.recv()).await {
             Ok(Some(job)) => job,
@@ -184,11 +201,14 @@ async fn write_loop(inner: Arc<Inner>, tenant: TenantId, mut queue: mpsc::Receiv
             }
         }
         let started = std::time::Instant::now();
-        let outcome = commit_group(&inner, tenant, &jobs).await;
+        let outcome = commit_group(&inner, tenant, &jobs, &mut tree).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let requests = jobs.len();
         match outcome {
             Ok(outcomes) => {
+                if let Some(checkpointer) = &inner.checkpointer {
+                    checkpointer.mark(tenant);
+                }
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     job.span.in_scope(|| {
                         tracing::debug!(
@@ -219,11 +239,14 @@ async fn write_loop(inner: Arc<Inner>, tenant: TenantId, mut queue: mpsc::Receiv
 }
 
 /// One transaction for a group of requests. Returns one outcome per job;
-/// a job whose event id conflicts fails alone, the others go on.
+/// a job whose event id conflicts fails alone, the others go on. `cached`
+/// is the tree's compact range after the last commit of this writer; it is
+/// left empty when the transaction fails.
 async fn commit_group(
     inner: &Inner,
     tenant: TenantId,
     jobs: &[Job],
+    cached: &mut Option<CompactRange>,
 ) -> Result<Vec<Result<Vec<Appended>, ServiceError>>, StoreError> {
     let mut conn = inner.store.conn().await?;
     let tx = conn.tenant_for_append(tenant).await?;
@@ -326,8 +349,28 @@ async fn commit_group(
     }
 
     if !rows.is_empty() {
-        events::insert(&lock, &rows).await?;
+        let size = head.map_or(0, |h| h.seq.value() + 1);
+        let mut range = match cached.take() {
+            Some(range) if range.size() == size => range,
+            _ => tree::compact_range(&tx, size).await?,
+        };
+        let mut completed = Vec::new();
+        for row in &rows {
+            completed.extend(
+                range
+                    .append(row.event.leaf_hash.into())
+                    .map_err(|e| StoreError::Corrupt(format!("tree: {e}")))?,
+            );
+        }
+        // Both statements go out together on the one connection.
+        futures_util::try_join!(
+            events::insert(&lock, &rows),
+            tree::insert_nodes(&lock, &completed)
+        )?;
+        tx.commit().await?;
+        *cached = Some(range);
+    } else {
+        tx.commit().await?;
     }
-    tx.commit().await?;
     Ok(outcomes)
 }

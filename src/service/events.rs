@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::append::{Appended, Appender, Pending};
 use super::auth::{Authorized, Principal, ReadEvents, WriteEvents};
+use super::checkpoints::Checkpointer;
 use super::{ServiceError, SharedClock};
 use crate::ledger::{
     Actor, EventId, Outcome, Payload, Resource, Salt, Seq, Timestamp, commit_payload,
@@ -578,10 +579,15 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// A ledger over `store`.
-    pub fn new(store: Store, clock: SharedClock, max_group: usize) -> Ledger {
+    /// A ledger over `store`; `checkpointer` hears of every commit.
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        max_group: usize,
+        checkpointer: Option<Checkpointer>,
+    ) -> Ledger {
         Ledger {
-            appender: Appender::new(store.clone(), clock.clone(), max_group),
+            appender: Appender::new(store.clone(), clock.clone(), max_group, checkpointer),
             store,
             clock,
         }
@@ -635,6 +641,7 @@ impl Ledger {
             who.principal(),
             "trail",
             json!({ "filter": shown, "rows": events.len() }),
+            "audit.read",
         )
         .await?;
         Ok(Page {
@@ -661,19 +668,22 @@ impl Ledger {
             who.principal(),
             "event",
             json!({ "filter": { "seq": seq.value() }, "rows": rows_read }),
+            "audit.read",
         )
         .await?;
         let event = found.ok_or(ServiceError::NotFound("event"))?;
         EventView::from_stored(event)
     }
 
-    /// Appends the `audit.read` event of a read, and waits for it: an answer
-    /// is never returned for a read that is not on the record.
-    async fn record_read(
+    /// Appends the `audit.read` (or `audit.export`) event of a read, and
+    /// waits for it: an answer is never returned for a read that is not on
+    /// the record.
+    pub(crate) async fn record_read(
         &self,
         reader: &Principal,
         what: &str,
         metadata: Value,
+        action: &str,
     ) -> Result<(), ServiceError> {
         let payload = Payload {
             outcome: Some(Outcome::Success),
@@ -691,7 +701,7 @@ impl Ledger {
                 },
             )
         };
-        let pending = seal_payload(None, "audit.read".into(), &payload);
+        let pending = seal_payload(None, action.into(), &payload);
         self.appender.append(reader.tenant(), vec![pending]).await?;
         Ok(())
     }

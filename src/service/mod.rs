@@ -7,8 +7,11 @@
 
 pub mod append;
 pub mod auth;
+pub mod checkpoints;
 pub mod events;
+pub mod export;
 pub mod keys;
+pub mod proofs;
 pub mod tenants;
 
 use std::sync::Arc;

@@ -1262,35 +1262,45 @@ impl<'k> Body<'k> {
         if size == 0 || size < records_end || !after_previous {
             return Err(BundleFailureKind::MisplacedCheckpoint { size, records_end }.into());
         }
+        // Whatever is wrong with this checkpoint, the records it was to
+        // attest (those since the previous verified one) are unattested:
+        // name the first of them.
+        let first = self
+            .last_checkpoint
+            .map_or(self.range.from_seq, |(previous, _)| previous);
         let problem = |problem| {
-            Fail::from(match problem {
-                CheckpointProblem::Malformed(e) => BundleFailureKind::MalformedCheckpoint(e),
-                CheckpointProblem::BadSignature(e) => BundleFailureKind::BadSignature(e),
-                CheckpointProblem::NoTrustedSignature => {
-                    BundleFailureKind::NoTrustedSignature { size }
-                }
-            })
+            fail_at(
+                first,
+                match problem {
+                    CheckpointProblem::Malformed(e) => BundleFailureKind::MalformedCheckpoint(e),
+                    CheckpointProblem::BadSignature(e) => BundleFailureKind::BadSignature(e),
+                    CheckpointProblem::NoTrustedSignature => {
+                        BundleFailureKind::NoTrustedSignature { size }
+                    }
+                },
+            )
         };
         let signed = parse_checkpoint(&line.note).map_err(problem)?;
         let checkpoint = signed.checkpoint();
         if checkpoint.size != size {
-            return Err(BundleFailureKind::MalformedCheckpoint(format!(
-                "the note states size {}, the line {size}",
-                checkpoint.size
-            ))
-            .into());
+            return Err(fail_at(
+                first,
+                BundleFailureKind::MalformedCheckpoint(format!(
+                    "the note states size {}, the line {size}",
+                    checkpoint.size
+                )),
+            ));
         }
         if checkpoint.origin != self.range.origin {
-            return Err(BundleFailureKind::WrongOrigin {
-                expected: self.range.origin.clone(),
-                found: checkpoint.origin.clone(),
-            }
-            .into());
+            return Err(fail_at(
+                first,
+                BundleFailureKind::WrongOrigin {
+                    expected: self.range.origin.clone(),
+                    found: checkpoint.origin.clone(),
+                },
+            ));
         }
         let signers = check_signers(&signed, self.vkeys).map_err(problem)?;
-        let first = self
-            .last_checkpoint
-            .map_or(self.range.from_seq, |(previous, _)| previous);
         let calculated = self.tree.root();
         if checkpoint.root != calculated {
             return Err(fail_at(

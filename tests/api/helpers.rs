@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use annal::crypto::Pepper;
+use annal::crypto::signing::NoteSigner;
 use annal::ledger::TenantId;
 use annal::pg::{self, Cluster};
 use annal::service::auth::Scope;
@@ -15,6 +16,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub const ANNAL: &str = env!("CARGO_BIN_EXE_annal");
+pub const ANNAL_VERIFY: &str = env!("CARGO_BIN_EXE_annal-verify");
+/// The origin of the test deployments' checkpoints.
+pub const TEST_ORIGIN: &str = "annal.test";
 
 struct TestCluster {
     cluster: Cluster,
@@ -65,10 +69,15 @@ fn spawn_watchdog(root: &std::path::Path) {
         .expect("watchdog");
 }
 
-/// A fresh, migrated database of its own.
+/// A fresh, migrated database of its own, with the checkpoint signing key
+/// every server on it uses.
 #[derive(Clone)]
 pub struct TestDb {
     pub name: String,
+    /// `PRIVATE+KEY+...`, passed to servers as ANNAL_SIGNING_KEY.
+    pub skey: String,
+    /// Its public C2SP vkey.
+    pub vkey: String,
 }
 
 impl TestDb {
@@ -79,7 +88,17 @@ impl TestDb {
         annal::store::migrate(&cluster.connection_string(pg::MIGRATOR_ROLE, &name))
             .await
             .unwrap();
-        TestDb { name }
+        TestDb::named(&name)
+    }
+
+    /// A handle on database `name`, which this does not create or migrate.
+    pub fn named(name: &str) -> TestDb {
+        let signer = NoteSigner::generate(TEST_ORIGIN).unwrap();
+        TestDb {
+            name: name.to_owned(),
+            skey: signer.to_skey().to_string(),
+            vkey: signer.verifier_key().to_vkey(),
+        }
     }
 
     pub fn url(&self, role: &str) -> String {
@@ -128,6 +147,7 @@ impl Server {
             .args(["serve", "--bind", "127.0.0.1:0"])
             .env("DATABASE_URL", db.app_url())
             .env("ANNAL_API_KEY_PEPPER", pepper.to_hex())
+            .env("ANNAL_SIGNING_KEY", &db.skey)
             .env("RUST_LOG", "debug");
         for (k, v) in extra {
             command.env(k, v);
@@ -358,4 +378,44 @@ pub fn event(n: usize) -> Value {
 
 pub fn data_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("annal-{name}-{}", Uuid::new_v4().simple()))
+}
+
+/// `annal ARGS` with nothing inherited that could point it at a database:
+/// only the arguments and `env` reach it.
+pub fn annal_cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(ANNAL);
+    command.args(args);
+    for var in [
+        "DATABASE_URL",
+        "ANNAL_MIGRATOR_DATABASE_URL",
+        "ANNAL_API_KEY_PEPPER",
+        "ANNAL_CONFIG",
+        "ANNAL_DATA_DIR",
+        "ANNAL_SIGNING_KEY",
+        "ANNAL_SIGNING_KEY_FILES",
+    ] {
+        command.env_remove(var);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+/// Runs `command`, requires success, and parses its stdout as JSON.
+pub fn succeeds(mut command: Command) -> Value {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `command`, requires failure, and returns its stderr.
+pub fn fails(mut command: Command) -> String {
+    let out = command.output().unwrap();
+    assert!(!out.status.success(), "{command:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -11,5 +11,7 @@ mod durability;
 mod ingest;
 mod logs;
 mod operators;
+mod proofs;
 mod read;
 mod schema;
+mod tamper;

@@ -3,51 +3,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use annal::crypto::Pepper;
 use serde_json::{Value, json};
 
-use crate::helpers::{ANNAL, Server, TestDb, data_path, event};
-
-/// `annal ARGS` with nothing inherited that could point it at a database:
-/// only the arguments and `env` reach it.
-fn annal_cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(ANNAL);
-    command.args(args);
-    for var in [
-        "DATABASE_URL",
-        "ANNAL_MIGRATOR_DATABASE_URL",
-        "ANNAL_API_KEY_PEPPER",
-        "ANNAL_CONFIG",
-        "ANNAL_DATA_DIR",
-    ] {
-        command.env_remove(var);
-    }
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command
-}
-
-/// Runs `command`, requires success, and parses its stdout as JSON.
-fn succeeds(mut command: Command) -> Value {
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Runs `command`, requires failure, and returns its stderr.
-fn fails(mut command: Command) -> String {
-    let out = command.output().unwrap();
-    assert!(!out.status.success(), "{command:?} succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use crate::helpers::{Server, TestDb, annal_cmd, data_path, event, fails, succeeds};
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -145,17 +106,13 @@ async fn operator_commands_explain_their_mistakes() {
 
 #[tokio::test]
 async fn migrate_applies_the_schema_as_the_migrator() {
-    let db = TestDb {
-        name: format!("t_{}", uuid::Uuid::new_v4().simple()),
-    };
-    TestDb {
-        name: "postgres".into(),
-    }
-    .connect(annal::pg::SUPERUSER)
-    .await
-    .batch_execute(&format!("CREATE DATABASE {} OWNER annal_migrator", db.name))
-    .await
-    .unwrap();
+    let db = TestDb::named(&format!("t_{}", uuid::Uuid::new_v4().simple()));
+    TestDb::named("postgres")
+        .connect(annal::pg::SUPERUSER)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {} OWNER annal_migrator", db.name))
+        .await
+        .unwrap();
     let (app, migrator) = (db.app_url(), db.url(annal::pg::MIGRATOR_ROLE));
     let env = [
         ("DATABASE_URL", app.as_str()),
@@ -167,7 +124,7 @@ async fn migrate_applies_the_schema_as_the_migrator() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 1 migration"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 2 migration"));
     let again = annal_cmd(&["migrate"], &env).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("applied 0 migration"));
 }
@@ -275,13 +232,36 @@ async fn a_configuration_file_supplies_settings_that_flags_and_env_override() {
     let pepper_file = dir.join("pepper");
     std::fs::write(&pepper_file, pepper.to_hex()).unwrap();
     std::fs::set_permissions(&pepper_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The signing key is created by the command an operator would use.
+    let signing_key = dir.join("signing-key");
+    let generated = succeeds(annal_cmd(
+        &[
+            "keys",
+            "signing",
+            "generate",
+            "--origin",
+            "audit.example.com",
+            "--out",
+            path(&signing_key),
+            "--json",
+        ],
+        &[],
+    ));
+    let vkey = generated["vkey"].as_str().unwrap().to_owned();
+    assert!(vkey.starts_with("audit.example.com+"));
+    let mode = std::fs::metadata(&signing_key)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     let config = dir.join("annal.toml");
     std::fs::write(
         &config,
         format!(
-            "database_url = \"{}\"\napi_key_pepper_file = \"{}\"\nbody_limit = 300\nbind = \"127.0.0.1:1\"\n",
+            "database_url = \"{}\"\napi_key_pepper_file = \"{}\"\nbody_limit = 300\nbind = \"127.0.0.1:1\"\nsigning_key_files = [\"{}\"]\ncheckpoint_interval = \"250ms\"\n",
             db.app_url(),
-            pepper_file.display()
+            pepper_file.display(),
+            signing_key.display()
         ),
     )
     .unwrap();
@@ -332,6 +312,17 @@ async fn a_configuration_file_supplies_settings_that_flags_and_env_override() {
     let mut big = event(2);
     big["metadata"] = json!({ "note": "z".repeat(400) });
     assert_eq!(post(big).await.unwrap().status(), 413);
+    // It signs with the configured key, and says which.
+    assert!(server.wait_for_output(&vkey, Duration::from_secs(10)));
+
+    // A signing key file others can read is refused.
+    std::fs::set_permissions(&signing_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = fails(serve());
+    assert!(
+        refused.contains("chmod 600") && refused.contains("signing-key"),
+        "{refused}"
+    );
+    std::fs::set_permissions(&signing_key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // A pepper file others can read is refused, and so is an unknown key.
     std::fs::set_permissions(&pepper_file, std::fs::Permissions::from_mode(0o644)).unwrap();

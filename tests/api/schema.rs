@@ -20,6 +20,9 @@ async fn app_with_events() -> (crate::helpers::TestApp, crate::helpers::Tenant) 
             201
         );
     }
+    for tenant in [&app.tenant, &other] {
+        assert_eq!(app.get("/v1/checkpoint", &tenant.key).await.status(), 200);
+    }
     (app, other)
 }
 
@@ -45,6 +48,10 @@ async fn the_app_role_cannot_update_delete_or_truncate_the_ledger() {
         "DELETE FROM annal.tenants",
         "DELETE FROM annal.api_keys",
         "UPDATE annal.api_keys SET scopes = '{}'",
+        "UPDATE annal.checkpoints SET note = 'forged'",
+        "DELETE FROM annal.checkpoints",
+        "TRUNCATE annal.checkpoints",
+        "TRUNCATE annal.tree_nodes",
     ] {
         let client = as_app_in_tenant(&app.db, &tenant).await;
         let error = client.execute(statement, &[]).await.unwrap_err();
@@ -61,6 +68,10 @@ async fn even_the_superuser_cannot_update_or_delete_ledger_rows() {
         "UPDATE annal.events SET action = 'forged'",
         "DELETE FROM annal.events",
         "TRUNCATE annal.events",
+        "UPDATE annal.checkpoints SET note = 'forged'",
+        "DELETE FROM annal.checkpoints",
+        "TRUNCATE annal.checkpoints",
+        "TRUNCATE annal.tree_nodes",
     ] {
         let error = client.execute(statement, &[]).await.unwrap_err();
         assert!(
@@ -75,13 +86,64 @@ async fn even_the_superuser_cannot_update_or_delete_ledger_rows() {
 async fn without_a_tenant_set_the_app_role_sees_no_rows() {
     let (app, _) = app_with_events().await;
     let client = app.db.connect(pg::APP_ROLE).await;
-    for table in ["annal.events", "annal.tenants", "annal.api_keys"] {
+    for table in [
+        "annal.events",
+        "annal.tenants",
+        "annal.api_keys",
+        "annal.checkpoints",
+        "annal.tree_nodes",
+    ] {
         let n: i64 = client
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .await
             .unwrap()
             .get(0);
         assert_eq!(n, 0, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn stored_tree_nodes_are_the_roots_of_their_leaves_and_immutable() {
+    let app = spawn_app().await;
+    let events: Vec<Value> = (0..300).map(event).collect();
+    let r = app
+        .post(
+            "/v1/events/batch",
+            &app.tenant.key,
+            &serde_json::json!({ "events": events }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let client = app.db.connect(pg::SUPERUSER).await;
+    let nodes = client
+        .query(
+            "SELECT level, idx, hash FROM annal.tree_nodes WHERE tenant_id = $1",
+            &[&app.tenant.id.as_uuid()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(nodes.len(), 1, "one level-8 node for 300 leaves");
+    assert_eq!(nodes[0].get::<_, i16>(0), 8);
+    assert_eq!(nodes[0].get::<_, i64>(1), 0);
+    let leaves = client
+        .query(
+            "SELECT leaf_hash FROM annal.events WHERE tenant_id = $1 AND seq < 256 ORDER BY seq",
+            &[&app.tenant.id.as_uuid()],
+        )
+        .await
+        .unwrap();
+    let mut range = annal::ledger::CompactRange::new();
+    for leaf in &leaves {
+        let leaf = annal::ledger::TreeHash::try_from(leaf.get::<_, &[u8]>(0)).unwrap();
+        range.append(leaf).unwrap();
+    }
+    assert_eq!(nodes[0].get::<_, &[u8]>(2), range.root().as_bytes());
+    for statement in [
+        "UPDATE annal.tree_nodes SET hash = hash",
+        "DELETE FROM annal.tree_nodes",
+    ] {
+        let error = client.execute(statement, &[]).await.unwrap_err();
+        assert!(format!("{error:?}").contains("append-only"), "{statement}");
     }
 }
 
@@ -198,7 +260,7 @@ async fn the_app_role_holds_only_select_and_insert_on_ledger_tables() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    assert_eq!(forced.len(), 3);
+    assert_eq!(forced.len(), 5);
     assert!(
         forced.iter().all(|(_, on, force)| *on && *force),
         "{forced:?}"
@@ -263,14 +325,8 @@ async fn serve_refuses_a_role_that_can_become_a_superuser_or_holds_mutating_gran
 
 #[tokio::test]
 async fn serve_refuses_an_unmigrated_database() {
-    let db = TestDb {
-        name: format!("t_{}", uuid::Uuid::new_v4().simple()),
-    };
-    let client = TestDb {
-        name: "postgres".into(),
-    }
-    .connect(pg::SUPERUSER)
-    .await;
+    let db = TestDb::named(&format!("t_{}", uuid::Uuid::new_v4().simple()));
+    let client = TestDb::named("postgres").connect(pg::SUPERUSER).await;
     client
         .batch_execute(&format!("CREATE DATABASE {} OWNER annal_migrator", db.name))
         .await

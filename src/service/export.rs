@@ -1,0 +1,350 @@
+//! Export bundles: a tenant's records with their payloads, the checkpoints
+//! over them and the proofs linking those, streamed in the format of
+//! `docs/FORMAT.md` ("Export bundle") for `annal-verify`.
+//!
+//! The server's memory stays flat whatever the range: records and
+//! checkpoints are read in pages and written to a bounded channel that the
+//! HTTP response (or `annal verify`) drains. The range is fixed before the
+//! first byte: it ends at a signed checkpoint, and everything below a
+//! checkpoint is immutable, so the pages need no common snapshot.
+//!
+//! The exporter reports what is stored, even when that is inconsistent
+//! (a row deleted behind the ledger's back, a node missing): a proof it
+//! cannot build is written empty, so the verifier, not the exporter, names
+//! what is wrong.
+
+use std::collections::VecDeque;
+
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use utoipa::IntoParams;
+
+use super::ServiceError;
+use super::auth::{Authorized, ReadEvents};
+use super::checkpoints::Checkpointer;
+use super::events::Ledger;
+use crate::ledger::{ChainHash, Seq, TenantId, TreeHash, tenant_origin};
+use crate::store::checkpoints::{self, StoredCheckpoint};
+use crate::store::{Store, TenantTx, events, tree};
+use crate::verify::bundle::BundleWriter;
+
+/// Records read per page.
+const PAGE: u32 = 1000;
+/// Chunks buffered between the exporter and its reader.
+const CHANNEL_DEPTH: usize = 8;
+
+/// A chunk of the bundle, or the error that cut it short.
+pub type Chunk = Result<Vec<u8>, std::io::Error>;
+
+/// Query of `GET /v1/export`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportInput {
+    /// First seq to export [default: 0].
+    pub from_seq: Option<u64>,
+    /// Last seq wanted [default: the latest checkpoint]; the bundle extends
+    /// to the first signed checkpoint at or after it.
+    pub to_seq: Option<u64>,
+    /// Size of a checkpoint the auditor already trusts; when it is below
+    /// `from_seq` the bundle carries a consistency proof from it.
+    pub trusted_size: Option<u64>,
+}
+
+/// The range an export covers, fixed before streaming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportRange {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// First record.
+    pub from_seq: u64,
+    /// Size of the last checkpoint: records `from_seq..end_size`.
+    pub end_size: u64,
+    /// A trusted size below `from_seq` to prove consistency from.
+    pub trusted_size: Option<u64>,
+}
+
+fn invalid(message: String) -> ServiceError {
+    ServiceError::Invalid {
+        code: "invalid_range",
+        message,
+    }
+}
+
+/// Exports tenants' trails.
+#[derive(Clone)]
+pub struct Exporter {
+    store: Store,
+    checkpointer: Checkpointer,
+    ledger: Ledger,
+}
+
+impl Exporter {
+    /// An exporter over `store`; `ledger` records each export in the trail.
+    pub fn new(store: Store, checkpointer: Checkpointer, ledger: Ledger) -> Exporter {
+        Exporter {
+            store,
+            checkpointer,
+            ledger,
+        }
+    }
+
+    /// Fixes the range of an export of the caller's trail, records the
+    /// export as an `audit.export` event, and starts streaming the bundle.
+    pub async fn export(
+        &self,
+        who: &Authorized<ReadEvents>,
+        input: &ExportInput,
+    ) -> Result<(ExportRange, mpsc::Receiver<Chunk>), ServiceError> {
+        let range = self.plan(who.tenant(), input).await?;
+        self.ledger
+            .record_read(
+                who.principal(),
+                "export",
+                json!({
+                    "filter": { "from_seq": range.from_seq, "to_seq": range.end_size - 1 },
+                    "rows": range.end_size - range.from_seq,
+                }),
+                "audit.export",
+            )
+            .await?;
+        Ok((range, self.stream(range)))
+    }
+
+    /// Fixes an export's range: it ends at a signed checkpoint (signing one
+    /// now if committed events are not covered yet).
+    pub async fn plan(
+        &self,
+        tenant: TenantId,
+        input: &ExportInput,
+    ) -> Result<ExportRange, ServiceError> {
+        if let Err(error) = self.checkpointer.sign_now(tenant).await {
+            // The export still covers what is signed; the verifier will say
+            // what is wrong with the rest.
+            tracing::error!(tenant.id = %tenant, error = %error, "no fresh checkpoint for export");
+        }
+        let mut conn = self.store.conn().await?;
+        let tx = conn.tenant(tenant).await?;
+        let latest = checkpoints::latest(&tx)
+            .await?
+            .ok_or(ServiceError::NotFound("checkpoint"))?;
+        let from_seq = input.from_seq.unwrap_or(0);
+        if from_seq >= latest.size {
+            return Err(invalid(format!(
+                "from_seq {from_seq} is past the last signed checkpoint (size {})",
+                latest.size
+            )));
+        }
+        let end_size = match input.to_seq {
+            Some(to) if to < from_seq => {
+                return Err(invalid(format!(
+                    "to_seq {to} is before from_seq {from_seq}"
+                )));
+            }
+            Some(to) => checkpoints::first_at_or_after(&tx, to.saturating_add(1))
+                .await?
+                .map_or(latest.size, |c| c.size),
+            None => latest.size,
+        };
+        let trusted_size = match input.trusted_size {
+            Some(0) => return Err(invalid("trusted_size must be at least 1".into())),
+            Some(t) if t > latest.size => {
+                return Err(invalid(format!(
+                    "trusted_size {t} is past the last signed checkpoint (size {})",
+                    latest.size
+                )));
+            }
+            Some(t) if t < from_seq => Some(t),
+            _ => None,
+        };
+        tx.commit().await?;
+        Ok(ExportRange {
+            tenant,
+            from_seq,
+            end_size,
+            trusted_size,
+        })
+    }
+
+    /// Streams the bundle of `range` into a bounded channel.
+    pub fn stream(&self, range: ExportRange) -> mpsc::Receiver<Chunk> {
+        let (sender, receiver) = mpsc::channel(CHANNEL_DEPTH);
+        let exporter = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = exporter.write(range, &sender).await {
+                tracing::error!(tenant.id = %range.tenant, error = %error, "export cut short");
+                let _ = sender
+                    .send(Err(std::io::Error::other(
+                        "export failed; see the server log",
+                    )))
+                    .await;
+            }
+        });
+        receiver
+    }
+
+    async fn write(
+        &self,
+        range: ExportRange,
+        out: &mpsc::Sender<Chunk>,
+    ) -> Result<(), ServiceError> {
+        let send = |bytes: Vec<u8>| async move {
+            out.send(Ok(bytes))
+                .await
+                .map_err(|_| ServiceError::Unavailable("the reader went away".into()))
+        };
+        let tenant = range.tenant;
+        let keyring = self.checkpointer.keyring();
+        let mut conn = self.store.conn().await?;
+        let tx = conn.tenant(tenant).await?;
+        let mut writer = BundleWriter::new();
+
+        let mut head = writer.header(
+            &tenant_origin(&keyring.origin(), tenant),
+            tenant,
+            range.from_seq,
+            range.end_size - 1,
+        );
+        for key in keyring.verifier_keys() {
+            head.extend(writer.vkey(&key.to_vkey()));
+        }
+        let (chain, compact) = start_state(&tx, range.from_seq).await?;
+        head.extend(writer.start(range.from_seq, &chain, &compact));
+        send(head).await?;
+
+        let mut pending = Checkpoints::new(range.from_seq.max(1), range.end_size);
+        let mut previous: Option<u64> = None;
+        let mut next = range.from_seq;
+        loop {
+            let page = events::range(&tx, Seq::new(next), PAGE).await?;
+            let mut chunk = Vec::new();
+            let mut reached = false;
+            for event in page.iter().take_while(|e| e.seq.value() < range.end_size) {
+                let seq = event.seq.value();
+                // Checkpoints due before this record (only when records are
+                // missing) go first, so the verifier meets them in order.
+                pending
+                    .emit_through(&tx, &mut writer, &mut previous, seq, &mut chunk)
+                    .await?;
+                chunk.extend(writer.record(
+                    seq,
+                    &event.record,
+                    Some((&event.payload, &event.salt)),
+                ));
+                pending
+                    .emit_through(&tx, &mut writer, &mut previous, seq + 1, &mut chunk)
+                    .await?;
+                next = seq + 1;
+                reached = next >= range.end_size;
+            }
+            let exhausted = page.len() < PAGE as usize || reached;
+            if !chunk.is_empty() {
+                send(chunk).await?;
+            }
+            if exhausted {
+                break;
+            }
+        }
+        let mut tail = Vec::new();
+        pending
+            .emit_through(&tx, &mut writer, &mut previous, range.end_size, &mut tail)
+            .await?;
+        if let Some(trusted) = range.trusted_size {
+            let proof = proof_or_empty(&tx, trusted, range.end_size).await;
+            tail.extend(writer.consistency(trusted, range.end_size, &proof));
+        }
+        tail.extend(writer.end());
+        tx.commit().await?;
+        send(tail).await?;
+        Ok(())
+    }
+}
+
+/// The chain hash before `from_seq` and the compact range of the tree of
+/// `from_seq` leaves; written as they are stored, proven by the first
+/// checkpoint.
+async fn start_state(
+    tx: &TenantTx<'_>,
+    from_seq: u64,
+) -> Result<(ChainHash, Vec<TreeHash>), ServiceError> {
+    if from_seq == 0 {
+        return Ok((ChainHash::genesis(tx.tenant()), Vec::new()));
+    }
+    let chain = match events::by_seq(tx, Seq::new(from_seq - 1)).await? {
+        Some(event) => event.chain_hash,
+        None => ChainHash::from_bytes([0; 32]),
+    };
+    let compact = match tree::compact_range(tx, from_seq).await {
+        Ok(range) => range.hashes().to_vec(),
+        Err(error) => {
+            tracing::warn!(tenant.id = %tx.tenant(), error = %error, "export start state incomplete");
+            Vec::new()
+        }
+    };
+    Ok((chain, compact))
+}
+
+async fn proof_or_empty(tx: &TenantTx<'_>, from: u64, to: u64) -> Vec<TreeHash> {
+    match tree::consistency_proof(tx, from, to).await {
+        Ok(proof) => proof,
+        Err(error) => {
+            tracing::warn!(tenant.id = %tx.tenant(), error = %error, from, to, "consistency proof unavailable for export");
+            Vec::new()
+        }
+    }
+}
+
+/// The checkpoints of an export, read a page at a time.
+struct Checkpoints {
+    queue: VecDeque<StoredCheckpoint>,
+    /// The next size not read yet.
+    cursor: u64,
+    /// The last size wanted.
+    last: u64,
+}
+
+impl Checkpoints {
+    fn new(first: u64, last: u64) -> Checkpoints {
+        Checkpoints {
+            queue: VecDeque::new(),
+            cursor: first,
+            last,
+        }
+    }
+
+    async fn peek(&mut self, tx: &TenantTx<'_>) -> Result<Option<u64>, ServiceError> {
+        if self.queue.is_empty() && self.cursor <= self.last {
+            let page = checkpoints::range(tx, self.cursor, self.last, PAGE).await?;
+            self.cursor = page.last().map_or(self.last + 1, |c| c.size + 1);
+            self.queue.extend(page);
+        }
+        Ok(self.queue.front().map(|c| c.size))
+    }
+
+    /// Writes every checkpoint of size at most `size`, each after the first
+    /// followed by its consistency proof from the one before.
+    async fn emit_through(
+        &mut self,
+        tx: &TenantTx<'_>,
+        writer: &mut BundleWriter,
+        previous: &mut Option<u64>,
+        size: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ServiceError> {
+        while let Some(next) = self.peek(tx).await? {
+            if next > size {
+                break;
+            }
+            let Some(checkpoint) = self.queue.pop_front() else {
+                break;
+            };
+            out.extend(writer.checkpoint(checkpoint.size, &checkpoint.note));
+            if let Some(from) = *previous {
+                let proof = proof_or_empty(tx, from, checkpoint.size).await;
+                out.extend(writer.consistency(from, checkpoint.size, &proof));
+            }
+            *previous = Some(checkpoint.size);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,219 @@
+//! What an auditor asks for: signed checkpoints, inclusion and consistency
+//! proofs, C2SP tlog-proof files, the deployment's public keys.
+//!
+//! Proofs reveal hashes and positions, never records, so unlike reads of
+//! the trail they are not themselves recorded; exports are (see `export`).
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::ServiceError;
+use super::auth::{Authorized, ReadEvents};
+use super::checkpoints::Checkpointer;
+use crate::ledger::{Seq, TenantId, TlogProof, TreeHash};
+use crate::store::checkpoints::{self, StoredCheckpoint};
+use crate::store::{Store, TenantTx, events, tree};
+
+/// An inclusion proof with the checkpoint it leads to.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InclusionProof {
+    /// The record's seq: its leaf index.
+    pub leaf_index: u64,
+    /// Size of the tree the proof is for.
+    pub tree_size: u64,
+    /// `SHA-256(0x00 || record)`, base64.
+    pub leaf_hash: String,
+    /// RFC 6962 audit path, base64, leaf to root.
+    pub audit_path: Vec<String>,
+    /// The signed checkpoint of `tree_size` (C2SP signed note).
+    pub checkpoint: String,
+}
+
+/// A consistency proof between two tree sizes.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConsistencyProof {
+    /// The smaller size.
+    pub from: u64,
+    /// The larger size.
+    pub to: u64,
+    /// RFC 6962 consistency proof, base64.
+    pub proof: Vec<String>,
+}
+
+/// The auditor's endpoints.
+#[derive(Clone)]
+pub struct Proofs {
+    store: Store,
+    checkpointer: Checkpointer,
+}
+
+fn base64_all(hashes: &[TreeHash]) -> Vec<String> {
+    hashes.iter().map(TreeHash::to_base64).collect()
+}
+
+fn out_of_range(message: String) -> ServiceError {
+    ServiceError::Invalid {
+        code: "tree_size_out_of_range",
+        message,
+    }
+}
+
+/// The number of committed records: the largest tree that can be proven.
+async fn committed_size(tx: &TenantTx<'_>) -> Result<u64, ServiceError> {
+    Ok(events::last(tx)
+        .await?
+        .map_or(0, |(seq, _)| seq.value() + 1))
+}
+
+impl Proofs {
+    /// Proofs over `store`, signing on demand through `checkpointer`.
+    pub fn new(store: Store, checkpointer: Checkpointer) -> Proofs {
+        Proofs {
+            store,
+            checkpointer,
+        }
+    }
+
+    /// The checkpointer (for the keys and on-demand signing).
+    pub fn checkpointer(&self) -> &Checkpointer {
+        &self.checkpointer
+    }
+
+    /// The latest checkpoint, first signing one if committed events are not
+    /// covered yet.
+    pub async fn latest_checkpoint(
+        &self,
+        who: &Authorized<ReadEvents>,
+    ) -> Result<StoredCheckpoint, ServiceError> {
+        self.fresh(who.tenant())
+            .await?
+            .ok_or(ServiceError::NotFound("checkpoint"))
+    }
+
+    async fn fresh(&self, tenant: TenantId) -> Result<Option<StoredCheckpoint>, ServiceError> {
+        Ok(self.checkpointer.sign_now(tenant).await?.latest())
+    }
+
+    /// The checkpoint signed at exactly `size`.
+    pub async fn checkpoint(
+        &self,
+        who: &Authorized<ReadEvents>,
+        size: u64,
+    ) -> Result<StoredCheckpoint, ServiceError> {
+        let mut conn = self.store.conn().await?;
+        let tx = conn.tenant(who.tenant()).await?;
+        let found = checkpoints::at_size(&tx, size).await?;
+        tx.commit().await?;
+        found.ok_or(ServiceError::NotFound("checkpoint"))
+    }
+
+    /// The inclusion proof of record `seq` in the tree of `tree_size`
+    /// (default: the latest checkpoint), which must have a signed checkpoint.
+    pub async fn inclusion(
+        &self,
+        who: &Authorized<ReadEvents>,
+        seq: Seq,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, ServiceError> {
+        let latest = match tree_size {
+            None => Some(self.latest_checkpoint(who).await?),
+            Some(_) => None,
+        };
+        let mut conn = self.store.conn().await?;
+        let tx = conn.tenant(who.tenant()).await?;
+        let checkpoint = match (latest, tree_size) {
+            (Some(latest), _) => latest,
+            (None, Some(size)) => checkpoints::at_size(&tx, size)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound("checkpoint"))?,
+            (None, None) => return Err(ServiceError::NotFound("checkpoint")),
+        };
+        if seq.value() >= checkpoint.size {
+            return Err(out_of_range(format!(
+                "seq {} is not in the tree of size {}",
+                seq.value(),
+                checkpoint.size
+            )));
+        }
+        let event = events::by_seq(&tx, seq)
+            .await?
+            .ok_or(ServiceError::NotFound("event"))?;
+        let path = tree::inclusion_proof(&tx, seq.value(), checkpoint.size).await?;
+        tx.commit().await?;
+        Ok(InclusionProof {
+            leaf_index: seq.value(),
+            tree_size: checkpoint.size,
+            leaf_hash: TreeHash::from(event.leaf_hash).to_base64(),
+            audit_path: base64_all(&path),
+            checkpoint: checkpoint.note,
+        })
+    }
+
+    /// The consistency proof from the tree of `from` records to that of `to`;
+    /// requires `1 <= from <= to <=` the committed size.
+    pub async fn consistency(
+        &self,
+        who: &Authorized<ReadEvents>,
+        from: u64,
+        to: u64,
+    ) -> Result<ConsistencyProof, ServiceError> {
+        if from == 0 || from > to {
+            return Err(out_of_range(
+                "a consistency proof needs 1 <= from <= to".into(),
+            ));
+        }
+        let mut conn = self.store.conn().await?;
+        let tx = conn.tenant(who.tenant()).await?;
+        let size = committed_size(&tx).await?;
+        if to > size {
+            return Err(out_of_range(format!(
+                "to = {to} exceeds the tree's size, {size}"
+            )));
+        }
+        let proof = tree::consistency_proof(&tx, from, to).await?;
+        tx.commit().await?;
+        Ok(ConsistencyProof {
+            from,
+            to,
+            proof: base64_all(&proof),
+        })
+    }
+
+    /// A C2SP tlog-proof file for record `seq` against the latest
+    /// checkpoint; its `extra` line carries the hashed record, so the file
+    /// alone proves what was logged.
+    pub async fn event_proof(
+        &self,
+        who: &Authorized<ReadEvents>,
+        seq: Seq,
+    ) -> Result<String, ServiceError> {
+        let checkpoint = self.latest_checkpoint(who).await?;
+        let mut conn = self.store.conn().await?;
+        let tx = conn.tenant(who.tenant()).await?;
+        if seq.value() >= checkpoint.size {
+            return Err(ServiceError::NotFound("event"));
+        }
+        let event = events::by_seq(&tx, seq)
+            .await?
+            .ok_or(ServiceError::NotFound("event"))?;
+        let hashes = tree::inclusion_proof(&tx, seq.value(), checkpoint.size).await?;
+        tx.commit().await?;
+        Ok(TlogProof {
+            extra: Some(event.record),
+            index: seq.value(),
+            hashes,
+            checkpoint: checkpoint.note,
+        }
+        .to_text())
+    }
+
+    /// The C2SP vkeys of the deployment's checkpoint keys, newest first.
+    pub fn vkeys(&self) -> Vec<String> {
+        self.checkpointer
+            .keyring()
+            .verifier_keys()
+            .iter()
+            .map(|k| k.to_vkey())
+            .collect()
+    }
+}
