@@ -553,7 +553,13 @@ async fn serve_on(
     if let Some(embedded) = &deployment.embedded {
         let marker = embedded.data_dir.join(annal::config::DEMO_PENDING);
         if marker.exists() {
-            create_demo(&store, &keys, &clock, &embedded.data_dir, &addr.to_string()).await?;
+            let vkey = keyring.signer().verifier_key().to_vkey();
+            let demo = Demo {
+                data_dir: &embedded.data_dir,
+                addr: &addr.to_string(),
+                vkey: &vkey,
+            };
+            create_demo(&store, &keys, &clock, &demo).await?;
             std::fs::remove_file(&marker)?;
         }
     }
@@ -587,13 +593,24 @@ const DEMO_CREDENTIALS: &str = "demo-credentials.json";
 /// First start of the embedded default: a `demo` tenant and a key with
 /// every scope, shown once on the terminal (never in the log stream) and
 /// kept 0600 in the data directory.
+struct Demo<'a> {
+    data_dir: &'a Path,
+    addr: &'a str,
+    /// The public key auditors verify with.
+    vkey: &'a str,
+}
+
 async fn create_demo(
     store: &Store,
     keys: &Keys,
     clock: &SharedClock,
-    data_dir: &Path,
-    addr: &str,
+    demo: &Demo<'_>,
 ) -> anyhow::Result<()> {
+    let Demo {
+        data_dir,
+        addr,
+        vkey,
+    } = *demo;
     let path = data_dir.join(DEMO_CREDENTIALS);
     if path.exists() {
         bail!(
@@ -611,6 +628,7 @@ async fn create_demo(
     let credentials = serde_json::json!({
         "tenant_id": tenant.tenant_id,
         "api_key": key.api_key,
+        "vkey": vkey,
     });
     write_secret(
         &path,
@@ -624,7 +642,10 @@ async fn create_demo(
          Post a first event:\n\n\
          \x20 curl -s http://{addr}/v1/events -H \"Authorization: Bearer {api_key}\" \\\n\
          \x20   -H 'Content-Type: application/json' \\\n\
-         \x20   -d '{{\"action\":\"salary.update\",\"actor\":{{\"id\":\"u-1\",\"type\":\"user\"}},\"resource\":{{\"type\":\"employee\",\"id\":\"e-42\"}}}}'\n",
+         \x20   -d '{{\"action\":\"salary.update\",\"actor\":{{\"id\":\"u-1\",\"type\":\"user\"}},\"resource\":{{\"type\":\"employee\",\"id\":\"e-42\"}}}}'\n\n\
+         Export the trail and verify it offline with this deployment's public key:\n\n\
+         \x20 curl -s http://{addr}/v1/export -H \"Authorization: Bearer {api_key}\" > trail.jsonl\n\
+         \x20 cargo run --release --bin annal-verify -- trail.jsonl --vkey '{vkey}'\n",
         path = path.display(),
         tenant_id = tenant.tenant_id,
         api_key = key.api_key,

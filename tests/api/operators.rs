@@ -207,6 +207,35 @@ async fn serve_without_a_database_url_runs_its_own_postgres_and_a_demo_tenant() 
     let r = post(&server, event(3)).await.unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(r.json::<Value>().await.unwrap()["seq"], 2);
+
+    // The embedded default signs with a key of its own, kept 0600 and
+    // reused across starts: an export verifies with the vkey it printed.
+    let key_mode = std::fs::metadata(dir.join("checkpoint-signing-key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+    let vkey = credentials["vkey"].as_str().unwrap();
+    let bundle = http
+        .get(server.url("/v1/export"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let bundle_path = dir.join("trail.jsonl");
+    std::fs::write(&bundle_path, &bundle).unwrap();
+    let verified = std::process::Command::new(crate::helpers::ANNAL_VERIFY)
+        .args([path(&bundle_path), "--vkey", vkey])
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
     interrupt(&mut server);
     let _ = std::fs::remove_dir_all(&dir);
 }
