@@ -90,8 +90,22 @@ impl Proofs {
             .ok_or(ServiceError::NotFound("checkpoint"))
     }
 
+    /// The latest checkpoint after trying to sign the committed head. When
+    /// signing fails (the database unreachable aside) the latest stored
+    /// checkpoint still stands and is served; the failure is logged.
     async fn fresh(&self, tenant: TenantId) -> Result<Option<StoredCheckpoint>, ServiceError> {
-        Ok(self.checkpointer.sign_now(tenant).await?.latest())
+        match self.checkpointer.sign_now(tenant).await {
+            Ok(signed) => Ok(signed.latest()),
+            Err(error @ ServiceError::Unavailable(_)) => Err(error),
+            Err(error) => {
+                tracing::error!(tenant.id = %tenant, error = %error, "checkpoint not signed");
+                let mut conn = self.store.conn().await?;
+                let tx = conn.tenant(tenant).await?;
+                let latest = checkpoints::latest(&tx).await?;
+                tx.commit().await?;
+                Ok(latest)
+            }
+        }
     }
 
     /// The checkpoint signed at exactly `size`.

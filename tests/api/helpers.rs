@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use annal::crypto::Pepper;
 use annal::crypto::signing::NoteSigner;
-use annal::ledger::TenantId;
+use annal::ledger::{TenantId, VerifierKey};
 use annal::pg::{self, Cluster};
 use annal::service::auth::Scope;
 use annal::service::keys::Keys;
 use annal::service::{SharedClock, SystemClock, tenants};
 use annal::store::Store;
+use annal::verify::bundle::{BundleOptions, BundleReport, verify_bundle};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -356,6 +357,20 @@ impl TestApp {
         }
         events.reverse();
         events
+    }
+
+    /// Exports `tenant`'s whole trail and verifies the bundle with the
+    /// offline verifier's code and the deployment's public key: records,
+    /// chain, Merkle roots, signatures and consistency proofs.
+    pub async fn verify_export(&self, tenant: &Tenant) -> BundleReport {
+        let r = self.get("/v1/export", &tenant.key).await;
+        assert_eq!(r.status(), 200);
+        let bundle = r.bytes().await.unwrap();
+        let options = BundleOptions {
+            vkeys: vec![VerifierKey::parse(&self.db.vkey).unwrap()],
+            trusted_checkpoint: None,
+        };
+        verify_bundle(&bundle[..], &options, &mut |_| {}).unwrap()
     }
 
     /// Verifies `tenant`'s whole chain with the offline verifier's code.

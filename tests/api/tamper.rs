@@ -281,3 +281,31 @@ async fn a_forged_chain_rewritten_from_one_seq_on_is_caught() {
     }
     assert_names_seq(&app, 8).await;
 }
+
+#[tokio::test]
+async fn the_signer_refuses_a_tree_inconsistent_with_its_last_checkpoint() {
+    let app = seeded().await;
+    let client = attacker(&app).await;
+    // A stored leaf hash rewritten: the tree no longer extends checkpoint 12.
+    set_bytes(&client, &app, 3, "leaf_hash", &[7u8; 32]).await;
+    let r = app.post("/v1/events", &app.tenant.key, &event(99)).await;
+    assert_eq!(r.status(), 201);
+    let r = app.get("/v1/checkpoint", &app.tenant.key).await;
+    assert_eq!(r.status(), 200);
+    let latest = annal::ledger::SignedCheckpoint::parse(&r.text().await.unwrap()).unwrap();
+    assert_eq!(latest.checkpoint().size, EVENTS, "nothing newer was signed");
+    assert!(
+        app.server
+            .wait_for_output("refusing to sign", std::time::Duration::from_secs(5)),
+        "the refusal is logged"
+    );
+    let stored: i64 = client
+        .query_one(
+            "SELECT max(size) FROM annal.checkpoints WHERE tenant_id = $1",
+            &[&app.tenant.id.as_uuid()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, EVENTS as i64);
+}
