@@ -2,8 +2,10 @@
 //! over them and the proofs linking those, streamed in the format of
 //! `docs/FORMAT.md` ("Export bundle") for `annal-verify`.
 //!
-//! The server's memory stays flat whatever the range: records and
-//! checkpoints are read in pages and written to a bounded channel that the
+//! The server's memory stays flat whatever the range and however slowly the
+//! client reads: records are read in pages bounded by rows and by bytes,
+//! each in a short transaction of its own whose connection goes back to the
+//! pool before the page is written, in chunks, to a bounded channel that the
 //! HTTP response (or `annal verify`) drains. The range is fixed before the
 //! first byte: it ends at a signed checkpoint, and everything below a
 //! checkpoint is immutable, so the pages need no common snapshot.
@@ -29,10 +31,17 @@ use crate::store::checkpoints::{self, StoredCheckpoint};
 use crate::store::{Store, TenantTx, events, tree};
 use crate::verify::bundle::BundleWriter;
 
-/// Records read per page.
-const PAGE: u32 = 1000;
+/// Most records read per page.
+const PAGE_ROWS: u32 = 1000;
+/// Most record and payload bytes read per page (one larger record is still
+/// read alone).
+const PAGE_BYTES: u64 = 4 << 20;
+/// Checkpoints read per query.
+const CHECKPOINT_PAGE: u32 = 1000;
+/// Size of the chunks handed to the reader.
+const CHUNK_BYTES: usize = 256 << 10;
 /// Chunks buffered between the exporter and its reader.
-const CHANNEL_DEPTH: usize = 8;
+const CHANNEL_DEPTH: usize = 4;
 
 /// A chunk of the bundle, or the error that cut it short.
 pub type Chunk = Result<Vec<u8>, std::io::Error>;
@@ -188,15 +197,8 @@ impl Exporter {
         range: ExportRange,
         out: &mpsc::Sender<Chunk>,
     ) -> Result<(), ServiceError> {
-        let send = |bytes: Vec<u8>| async move {
-            out.send(Ok(bytes))
-                .await
-                .map_err(|_| ServiceError::Unavailable("the reader went away".into()))
-        };
         let tenant = range.tenant;
         let keyring = self.checkpointer.keyring();
-        let mut conn = self.store.conn().await?;
-        let tx = conn.tenant(tenant).await?;
         let mut writer = BundleWriter::new();
 
         let mut head = writer.header(
@@ -208,56 +210,98 @@ impl Exporter {
         for key in keyring.verifier_keys() {
             head.extend(writer.vkey(&key.to_vkey()));
         }
-        let (chain, compact) = start_state(&tx, range.from_seq).await?;
-        head.extend(writer.start(range.from_seq, &chain, &compact));
-        send(head).await?;
+        {
+            let mut conn = self.store.conn().await?;
+            let tx = conn.tenant(tenant).await?;
+            let (chain, compact) = start_state(&tx, range.from_seq).await?;
+            tx.commit().await?;
+            head.extend(writer.start(range.from_seq, &chain, &compact));
+        }
+        send(out, head).await?;
 
-        let mut pending = Checkpoints::new(range.from_seq.max(1), range.end_size);
-        let mut previous: Option<u64> = None;
+        let mut checkpoints = Checkpoints::new(range.from_seq.max(1), range.end_size);
         let mut next = range.from_seq;
-        loop {
-            let page = events::range(&tx, Seq::new(next), PAGE).await?;
-            let mut chunk = Vec::new();
-            let mut reached = false;
-            for event in page.iter().take_while(|e| e.seq.value() < range.end_size) {
-                let seq = event.seq.value();
-                // Checkpoints due before this record (only when records are
-                // missing) go first, so the verifier meets them in order.
-                pending
-                    .emit_through(&tx, &mut writer, &mut previous, seq, &mut chunk)
-                    .await?;
-                chunk.extend(writer.record(
-                    seq,
-                    &event.record,
-                    Some((&event.payload, &event.salt)),
-                ));
-                pending
-                    .emit_through(&tx, &mut writer, &mut previous, seq + 1, &mut chunk)
-                    .await?;
-                next = seq + 1;
-                reached = next >= range.end_size;
+        while next < range.end_size {
+            if out.is_closed() {
+                return Err(ServiceError::Unavailable("the reader went away".into()));
             }
-            let exhausted = page.len() < PAGE as usize || reached;
-            if !chunk.is_empty() {
-                send(chunk).await?;
-            }
-            if exhausted {
-                break;
+            // A page is read and written out in its own short transaction;
+            // the connection is back in the pool before the reader is waited on.
+            let mut bytes = Vec::new();
+            let fetched = {
+                let mut conn = self.store.conn().await?;
+                let tx = conn.tenant(tenant).await?;
+                let page = events::page(
+                    &tx,
+                    Seq::new(next),
+                    Seq::new(range.end_size),
+                    PAGE_ROWS,
+                    PAGE_BYTES,
+                )
+                .await?;
+                for event in &page {
+                    let seq = event.seq.value();
+                    // Checkpoints due before this record (only when records
+                    // are missing) go first, so the verifier meets them in order.
+                    checkpoints
+                        .emit_through(&tx, &mut writer, seq, &mut bytes)
+                        .await?;
+                    bytes.extend(writer.record(
+                        seq,
+                        &event.record,
+                        Some((&event.payload, &event.salt)),
+                    ));
+                    checkpoints
+                        .emit_through(&tx, &mut writer, seq + 1, &mut bytes)
+                        .await?;
+                }
+                tx.commit().await?;
+                page.last().map(|event| event.seq.value())
+            };
+            send_chunked(out, bytes).await?;
+            match fetched {
+                Some(last) => next = last + 1,
+                // Nothing left below the end: the rest is missing.
+                None => break,
             }
         }
+
         let mut tail = Vec::new();
-        pending
-            .emit_through(&tx, &mut writer, &mut previous, range.end_size, &mut tail)
-            .await?;
-        if let Some(trusted) = range.trusted_size {
-            let proof = proof_or_empty(&tx, trusted, range.end_size).await;
-            tail.extend(writer.consistency(trusted, range.end_size, &proof));
+        {
+            let mut conn = self.store.conn().await?;
+            let tx = conn.tenant(tenant).await?;
+            checkpoints
+                .emit_through(&tx, &mut writer, range.end_size, &mut tail)
+                .await?;
+            if let Some(trusted) = range.trusted_size {
+                let proof = proof_or_empty(&tx, trusted, range.end_size).await;
+                tail.extend(writer.consistency(trusted, range.end_size, &proof));
+            }
+            tx.commit().await?;
         }
         tail.extend(writer.end());
-        tx.commit().await?;
-        send(tail).await?;
-        Ok(())
+        send_chunked(out, tail).await
     }
+}
+
+async fn send(out: &mpsc::Sender<Chunk>, bytes: Vec<u8>) -> Result<(), ServiceError> {
+    out.send(Ok(bytes))
+        .await
+        .map_err(|_| ServiceError::Unavailable("the reader went away".into()))
+}
+
+/// Hands `bytes` to the reader in chunks of at most [`CHUNK_BYTES`].
+async fn send_chunked(out: &mpsc::Sender<Chunk>, bytes: Vec<u8>) -> Result<(), ServiceError> {
+    if bytes.len() <= CHUNK_BYTES {
+        if !bytes.is_empty() {
+            send(out, bytes).await?;
+        }
+        return Ok(());
+    }
+    for chunk in bytes.chunks(CHUNK_BYTES) {
+        send(out, chunk.to_vec()).await?;
+    }
+    Ok(())
 }
 
 /// The chain hash before `from_seq` and the compact range of the tree of
@@ -294,13 +338,17 @@ async fn proof_or_empty(tx: &TenantTx<'_>, from: u64, to: u64) -> Vec<TreeHash> 
     }
 }
 
-/// The checkpoints of an export, read a page at a time.
+/// The checkpoints of an export, read a page at a time, each written after
+/// the record that completes it, with its consistency proof from the one
+/// before.
 struct Checkpoints {
     queue: VecDeque<StoredCheckpoint>,
     /// The next size not read yet.
     cursor: u64,
     /// The last size wanted.
     last: u64,
+    /// The size of the checkpoint written last.
+    previous: Option<u64>,
 }
 
 impl Checkpoints {
@@ -309,12 +357,13 @@ impl Checkpoints {
             queue: VecDeque::new(),
             cursor: first,
             last,
+            previous: None,
         }
     }
 
     async fn peek(&mut self, tx: &TenantTx<'_>) -> Result<Option<u64>, ServiceError> {
         if self.queue.is_empty() && self.cursor <= self.last {
-            let page = checkpoints::range(tx, self.cursor, self.last, PAGE).await?;
+            let page = checkpoints::range(tx, self.cursor, self.last, CHECKPOINT_PAGE).await?;
             self.cursor = page.last().map_or(self.last + 1, |c| c.size + 1);
             self.queue.extend(page);
         }
@@ -327,7 +376,6 @@ impl Checkpoints {
         &mut self,
         tx: &TenantTx<'_>,
         writer: &mut BundleWriter,
-        previous: &mut Option<u64>,
         size: u64,
         out: &mut Vec<u8>,
     ) -> Result<(), ServiceError> {
@@ -339,11 +387,11 @@ impl Checkpoints {
                 break;
             };
             out.extend(writer.checkpoint(checkpoint.size, &checkpoint.note));
-            if let Some(from) = *previous {
+            if let Some(from) = self.previous {
                 let proof = proof_or_empty(tx, from, checkpoint.size).await;
                 out.extend(writer.consistency(from, checkpoint.size, &proof));
             }
-            *previous = Some(checkpoint.size);
+            self.previous = Some(checkpoint.size);
         }
         Ok(())
     }

@@ -323,19 +323,39 @@ fn escape_like(prefix: &str) -> String {
     out
 }
 
-/// Every record of the tenant in seq order, `from` inclusive, at most `limit`.
-pub async fn range(
+/// Records with `from <= seq < end` in seq order: at most `max_rows`, and
+/// no more than `max_bytes` of record and payload bytes (but always the
+/// first one), so a page's memory is bounded whatever the events' sizes.
+/// The sizes are read from the rows' headers, without detoasting them.
+pub async fn page(
     tx: &TenantTx<'_>,
     from: Seq,
-    limit: u32,
+    end: Seq,
+    max_rows: u32,
+    max_bytes: u64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    const RANGE: &str = "SELECT seq, event_id, received_at, action, record, leaf_hash, chain_hash, payload, salt \
-        FROM annal.events WHERE tenant_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3";
+    const PAGE: &str = "SELECT seq, event_id, received_at, action, record, leaf_hash, chain_hash, payload, salt \
+        FROM (SELECT *, row_number() OVER (ORDER BY seq) AS n, \
+                     sum(octet_length(record) + octet_length(payload)) OVER (ORDER BY seq) AS running \
+              FROM (SELECT * FROM annal.events WHERE tenant_id = $1 AND seq >= $2 AND seq < $3 \
+                    ORDER BY seq LIMIT $4) AS wanted) AS sized \
+        WHERE n = 1 OR running <= $5 ORDER BY seq";
     let from = i64::try_from(from.value()).unwrap_or(i64::MAX);
-    let stmt = tx.inner().prepare_cached(RANGE).await?;
+    let end = i64::try_from(end.value()).unwrap_or(i64::MAX);
+    let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+    let stmt = tx.inner().prepare_cached(PAGE).await?;
     let rows = tx
         .inner()
-        .query(&stmt, &[&tx.tenant().as_uuid(), &from, &i64::from(limit)])
+        .query(
+            &stmt,
+            &[
+                &tx.tenant().as_uuid(),
+                &from,
+                &end,
+                &i64::from(max_rows),
+                &max_bytes,
+            ],
+        )
         .await?;
     rows_to_events(&rows)
 }
