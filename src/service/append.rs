@@ -15,7 +15,9 @@
 //! groups, appends the new leaves to it and stores the stratum nodes they
 //! complete. So the cost of a group grows with the group, never with the
 //! log. When another process appended meanwhile, the range is reloaded
-//! from the stored strata (one bounded read per stratum).
+//! from the stored strata (one bounded read per stratum). A tenant written
+//! before schema V2 has no stored strata: its first append builds them from
+//! its leaves, once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +32,8 @@ use crate::ledger::{
     chain_hash, leaf_hash,
 };
 use crate::store::events::{self, NewRow, StoredEvent};
-use crate::store::{Store, StoreError, tree};
+use crate::store::tree::{self, TreeError};
+use crate::store::{ChainLock, Store, StoreError, TenantTx};
 
 /// How long an idle tenant writer lives before it exits.
 const IDLE: Duration = Duration::from_secs(60);
@@ -352,7 +355,7 @@ async fn commit_group(
         let size = head.map_or(0, |h| h.seq.value() + 1);
         let mut range = match cached.take() {
             Some(range) if range.size() == size => range,
-            _ => tree::compact_range(&tx, size).await?,
+            _ => load_range(&tx, &lock, size).await?,
         };
         let mut completed = Vec::new();
         for row in &rows {
@@ -373,4 +376,36 @@ async fn commit_group(
         tx.commit().await?;
     }
     Ok(outcomes)
+}
+
+/// The compact range of the tree of `size` leaves, from the stored strata.
+/// A tenant written before schema V2 has leaves but no stored strata: its
+/// tree is built from its leaves, once, here (under the chain lock, so no
+/// other append interleaves).
+async fn load_range(
+    tx: &TenantTx<'_>,
+    lock: &ChainLock<'_, '_>,
+    size: u64,
+) -> Result<CompactRange, StoreError> {
+    let tenant = tx.tenant();
+    match tree::compact_range(tx, size).await {
+        Ok(range) => Ok(range),
+        Err(TreeError::MissingNodes { .. }) => {
+            tracing::warn!(
+                tenant.id = %tenant,
+                tree.size = size,
+                "building the Merkle tree of a tenant written before schema V2"
+            );
+            let started = std::time::Instant::now();
+            let range = tree::backfill(lock, size).await?;
+            tracing::info!(
+                tenant.id = %tenant,
+                tree.size = size,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "Merkle tree built"
+            );
+            Ok(range)
+        }
+        Err(TreeError::Store(error)) => Err(error),
+    }
 }

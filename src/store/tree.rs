@@ -4,8 +4,10 @@
 //! one bounded range read per stratum (see `ledger::merkle`), so their cost
 //! grows with the log's height, never with its size.
 //!
-//! Missing or extra stored hashes are reported as [`StoreError::Corrupt`]:
-//! this module never guesses a hash.
+//! Missing or extra stored hashes are reported as errors
+//! ([`StoreError::Corrupt`], or [`TreeError::MissingNodes`] when only
+//! stored-stratum nodes are missing): this module never guesses a hash. The
+//! one repair is [`backfill`], which recomputes those nodes from the leaves.
 
 use futures_util::future::try_join_all;
 
@@ -15,12 +17,55 @@ use crate::ledger::{
     inclusion_plan, plan_reads, resolve,
 };
 
+/// Leaf hashes read per statement by [`backfill`]: 320 KB of hashes.
+const BACKFILL_PAGE: u64 = 10_000;
+
+/// What can go wrong reading the stored tree.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// Stored-stratum nodes (levels 8, 16, ...) are absent although their
+    /// leaves are there: a tenant written before schema V2, whose
+    /// `annal.tree_nodes` rows were never made. [`backfill`] makes them.
+    #[error(
+        "tree stratum {level} [{start}, {end}): {found} of {} hashes stored",
+        end.saturating_sub(*start)
+    )]
+    MissingNodes {
+        /// The stratum's level.
+        level: u8,
+        /// First index read.
+        start: u64,
+        /// One past the last index read.
+        end: u64,
+        /// How many were stored.
+        found: u64,
+    },
+    /// Anything else, leaves missing included.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<TreeError> for StoreError {
+    fn from(error: TreeError) -> Self {
+        match error {
+            TreeError::MissingNodes { .. } => StoreError::Corrupt(error.to_string()),
+            TreeError::Store(e) => e,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for TreeError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        TreeError::Store(error.into())
+    }
+}
+
 fn to_i64(value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Corrupt("tree index out of range".into()))
 }
 
 /// The stored hashes `[read.start, read.end)` of one stratum, in index order.
-async fn read_stratum(tx: &TenantTx<'_>, read: StratumRead) -> Result<Vec<TreeHash>, StoreError> {
+async fn read_stratum(tx: &TenantTx<'_>, read: StratumRead) -> Result<Vec<TreeHash>, TreeError> {
     const LEAVES: &str = "SELECT leaf_hash FROM annal.events \
         WHERE tenant_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq";
     const NODES: &str = "SELECT hash FROM annal.tree_nodes \
@@ -38,42 +83,51 @@ async fn read_stratum(tx: &TenantTx<'_>, read: StratumRead) -> Result<Vec<TreeHa
             .await?
     };
     let expected = read.end.saturating_sub(read.start);
-    if u64::try_from(rows.len()).ok() != Some(expected) {
-        return Err(StoreError::Corrupt(format!(
-            "tree stratum {} [{}, {}): {} of {} hashes stored",
-            read.level,
-            read.start,
-            read.end,
-            rows.len(),
-            expected
-        )));
+    let found = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+    if found != expected {
+        let missing = TreeError::MissingNodes {
+            level: read.level,
+            start: read.start,
+            end: read.end,
+            found,
+        };
+        // Missing leaves are missing records, which nothing may repair.
+        return Err(if read.level == 0 {
+            StoreError::from(missing).into()
+        } else {
+            missing
+        });
     }
-    rows.iter()
-        .map(|row| {
-            let bytes: &[u8] = row.try_get(0)?;
-            TreeHash::try_from(bytes)
-                .map_err(|_| StoreError::Corrupt("tree hash is not 32 bytes".into()))
-        })
-        .collect()
+    Ok(rows.iter().map(tree_hash).collect::<Result<_, _>>()?)
 }
 
-/// The hashes of the perfect subtrees `ids`, in the same order. The reads,
-/// one per stratum, go out together on the transaction's connection.
-pub async fn nodes(tx: &TenantTx<'_>, ids: &[NodeId]) -> Result<Vec<TreeHash>, StoreError> {
+fn tree_hash(row: &tokio_postgres::Row) -> Result<TreeHash, StoreError> {
+    let bytes: &[u8] = row.try_get(0)?;
+    TreeHash::try_from(bytes).map_err(|_| StoreError::Corrupt("tree hash is not 32 bytes".into()))
+}
+
+async fn read_nodes(tx: &TenantTx<'_>, ids: &[NodeId]) -> Result<Vec<TreeHash>, TreeError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let reads = plan_reads(ids);
     let fetched = try_join_all(reads.iter().map(|read| read_stratum(tx, *read))).await?;
     resolve(ids, &reads, &fetched)
-        .map_err(|e| StoreError::Corrupt(format!("tree nodes do not resolve: {e}")))
+        .map_err(|e| StoreError::Corrupt(format!("tree nodes do not resolve: {e}")).into())
+}
+
+/// The hashes of the perfect subtrees `ids`, in the same order. The reads,
+/// one per stratum, go out together on the transaction's connection.
+pub async fn nodes(tx: &TenantTx<'_>, ids: &[NodeId]) -> Result<Vec<TreeHash>, StoreError> {
+    Ok(read_nodes(tx, ids).await?)
 }
 
 /// The compact range of the tree of the first `size` leaves.
-pub async fn compact_range(tx: &TenantTx<'_>, size: u64) -> Result<CompactRange, StoreError> {
-    let hashes = nodes(tx, &compact_range_ids(size)).await?;
+/// [`TreeError::MissingNodes`] says that [`backfill`] can repair it.
+pub async fn compact_range(tx: &TenantTx<'_>, size: u64) -> Result<CompactRange, TreeError> {
+    let hashes = read_nodes(tx, &compact_range_ids(size)).await?;
     CompactRange::from_hashes(size, hashes)
-        .map_err(|e| StoreError::Corrupt(format!("compact range: {e}")))
+        .map_err(|e| StoreError::Corrupt(format!("compact range: {e}")).into())
 }
 
 /// The root of the tree of the first `size` leaves.
@@ -119,6 +173,14 @@ pub async fn insert_nodes(
 ) -> Result<(), StoreError> {
     const INSERT: &str = "INSERT INTO annal.tree_nodes (tenant_id, level, idx, hash) \
         SELECT $1, * FROM UNNEST($2::int2[], $3::int8[], $4::bytea[])";
+    run_insert(lock, INSERT, completed).await
+}
+
+async fn run_insert(
+    lock: &ChainLock<'_, '_>,
+    statement: &str,
+    completed: &[(NodeId, TreeHash)],
+) -> Result<(), StoreError> {
     if completed.is_empty() {
         return Ok(());
     }
@@ -131,9 +193,56 @@ pub async fn insert_nodes(
         indexes.push(to_i64(id.index)?);
         hashes.push(hash.as_bytes().as_slice());
     }
-    let stmt = tx.inner().prepare_cached(INSERT).await?;
+    let stmt = tx.inner().prepare_cached(statement).await?;
     tx.inner()
         .execute(&stmt, &[&tx.tenant().as_uuid(), &levels, &indexes, &hashes])
         .await?;
     Ok(())
+}
+
+/// Builds the stored strata of the tree of the first `size` leaves from the
+/// leaves themselves and inserts the nodes that are missing; returns the
+/// tree's compact range. For tenants written before schema V2, whose
+/// `annal.tree_nodes` rows were never made: it reads every leaf (10,000 at
+/// a time, so memory stays flat), so it runs once per tenant, under the
+/// chain lock so that no append interleaves. Requires `size <=` the number
+/// of stored leaves; a missing leaf is an error.
+pub async fn backfill(lock: &ChainLock<'_, '_>, size: u64) -> Result<CompactRange, StoreError> {
+    const LEAVES: &str = "SELECT leaf_hash FROM annal.events \
+        WHERE tenant_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq";
+    // The nodes that are there already (when only some went missing)
+    // stand. No append inserts nodes while the chain lock is held.
+    const INSERT_MISSING: &str = "INSERT INTO annal.tree_nodes (tenant_id, level, idx, hash) \
+        SELECT $1, * FROM UNNEST($2::int2[], $3::int8[], $4::bytea[]) \
+        ON CONFLICT (tenant_id, level, idx) DO NOTHING";
+    let tx = lock.tx();
+    let tenant = tx.tenant().as_uuid();
+    let mut range = CompactRange::new();
+    let mut start = 0;
+    while start < size {
+        let end = start.saturating_add(BACKFILL_PAGE).min(size);
+        let stmt = tx.inner().prepare_cached(LEAVES).await?;
+        let rows = tx
+            .inner()
+            .query(&stmt, &[&tenant, &to_i64(start)?, &to_i64(end)?])
+            .await?;
+        if u64::try_from(rows.len()).ok() != Some(end - start) {
+            return Err(StoreError::Corrupt(format!(
+                "leaves [{start}, {end}): {} of {} stored",
+                rows.len(),
+                end - start
+            )));
+        }
+        let mut completed = Vec::new();
+        for row in &rows {
+            completed.extend(
+                range
+                    .append(tree_hash(row)?)
+                    .map_err(|e| StoreError::Corrupt(format!("tree: {e}")))?,
+            );
+        }
+        run_insert(lock, INSERT_MISSING, &completed).await?;
+        start = end;
+    }
+    Ok(range)
 }

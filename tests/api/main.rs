@@ -15,3 +15,4 @@ mod proofs;
 mod read;
 mod schema;
 mod tamper;
+mod upgrade;
