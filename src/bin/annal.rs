@@ -546,7 +546,7 @@ async fn serve_on(
         max_group,
         Some(checkpointer.clone()),
     );
-    let proofs = Proofs::new(store.clone(), checkpointer.clone());
+    let proofs = Proofs::new(store.clone(), checkpointer.clone(), ledger.clone());
     let exporter = Exporter::new(store.clone(), checkpointer, ledger.clone());
     let listener = TcpListener::bind(&bind).with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;

@@ -33,7 +33,9 @@ fn parse_u64(name: &'static str, text: &str) -> Result<u64, ApiError> {
 /// The latest signed checkpoint of the caller's tenant.
 ///
 /// A C2SP checkpoint in a C2SP signed note, byte for byte; signed on the
-/// spot if committed events are not covered yet.
+/// spot if committed events are not covered yet, unless the latest was
+/// signed less than a checkpoint interval ago (then the background signer
+/// covers them within the interval).
 #[utoipa::path(get, path = "/v1/checkpoint", tag = "proofs",
     security(("api_key" = [])),
     responses(
@@ -137,6 +139,9 @@ pub async fn consistency(
 }
 
 /// A C2SP tlog-proof file for one record against the latest checkpoint.
+///
+/// Its `extra` line is the hashed record (tenant, event id, receive time,
+/// action), so the request is recorded in the trail as `audit.read`.
 #[utoipa::path(get, path = "/v1/events/{seq}/proof", tag = "proofs",
     params(("seq" = u64, Path, description = "The record's seq")),
     security(("api_key" = [])),
@@ -146,6 +151,7 @@ pub async fn consistency(
         (status = 401, description = "Missing, malformed or revoked key", body = ErrorBody),
         (status = 403, description = "Key lacks events:read", body = ErrorBody),
         (status = 404, description = "No such event", body = ErrorBody),
+        (status = 503, description = "The event is not covered by a signed checkpoint yet; retry shortly", body = ErrorBody),
     ))]
 #[get("/v1/events/{seq}/proof")]
 pub async fn event_proof(

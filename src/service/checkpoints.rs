@@ -4,8 +4,11 @@
 //! A checkpoint is signed only after the new tree has been proven consistent
 //! with the tenant's previous checkpoint, from stored hashes, with the same
 //! verification code an auditor runs: Annal never signs two inconsistent
-//! checkpoints. Signing happens at most once per `interval` per tenant, soon
-//! after new events commit, and on demand (`sign_now`).
+//! checkpoints, and never under another origin than the tenant's latest
+//! checkpoint: a changed origin would break every bundle spanning the
+//! change. The background signer signs at most once per `interval` per
+//! tenant, soon after new events commit; requests signing on demand
+//! (`sign_on_demand`) add at most one more per interval.
 //!
 //! Private keys stay in memory: never logged, never stored in the database.
 
@@ -20,10 +23,11 @@ use tracing::Instrument;
 use super::{ServiceError, SharedClock};
 use crate::crypto::signing::NoteSigner;
 use crate::ledger::{
-    ChainHash, Checkpoint, TenantId, TreeHash, VerifierKey, tenant_origin, verify_consistency,
+    ChainHash, Checkpoint, CheckpointError, MerkleError, SignedCheckpoint, TenantId, TreeHash,
+    VerifierKey, tenant_origin, verify_consistency,
 };
 use crate::store::checkpoints::{self, StoredCheckpoint};
-use crate::store::{Store, events, tree};
+use crate::store::{Store, StoreError, events, tree};
 
 /// Default time between two checkpoints of one tenant.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -50,10 +54,17 @@ pub enum KeyringError {
         "signing keys name different origins ({0} and {1}); every key of a deployment carries its origin"
     )]
     MixedOrigins(String, String),
+    /// The keys' name cannot start a checkpoint's origin line.
+    #[error(
+        "the signing keys' name {0:?} cannot be a checkpoint origin: it must be free of spaces, '+' and control characters; generate a key with another --origin"
+    )]
+    InvalidOrigin(String),
 }
 
 impl Keyring {
-    /// A keyring from keys listed newest first.
+    /// A keyring from keys listed newest first. Refuses keys whose name
+    /// cannot be the origin of a checkpoint, so that a deployment that
+    /// could never sign does not start.
     pub fn new(signers: Vec<NoteSigner>) -> Result<Keyring, KeyringError> {
         let first = signers.first().ok_or(KeyringError::Empty)?;
         let origin = first.verifier_key().name().to_owned();
@@ -64,6 +75,16 @@ impl Keyring {
         {
             return Err(KeyringError::MixedOrigins(origin, other));
         }
+        // Tenant ids are lowercase hex and hyphens, so one tenant stands
+        // for all.
+        let any_tenant = TenantId::from_uuid(uuid::Uuid::nil());
+        Checkpoint::new(
+            tenant_origin(&origin, any_tenant),
+            0,
+            TreeHash::from_bytes([0; 32]),
+            ChainHash::genesis(any_tenant),
+        )
+        .map_err(|_| KeyringError::InvalidOrigin(origin))?;
         Ok(Keyring { signers })
     }
 
@@ -81,6 +102,69 @@ impl Keyring {
     /// Every public key, newest first.
     pub fn verifier_keys(&self) -> Vec<VerifierKey> {
         self.signers.iter().map(NoteSigner::verifier_key).collect()
+    }
+}
+
+/// Why a checkpoint was not signed. Only a database failure is worth
+/// retrying; the refusals stand until an operator acts.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The stored tree does not extend the latest checkpoint: signing it
+    /// would attest two inconsistent histories.
+    #[error(
+        "refusing to sign size {size}: not consistent with the checkpoint of size {previous}: {reason}"
+    )]
+    Inconsistent {
+        /// The size that would have been signed.
+        size: u64,
+        /// The latest checkpoint's size.
+        previous: u64,
+        /// What the consistency check found.
+        reason: MerkleError,
+    },
+    /// The latest checkpoint names another origin than this process signs
+    /// with: auditors follow a log by its origin, so a bundle spanning the
+    /// change would not verify.
+    #[error(
+        "refusing to sign: the tenant's latest checkpoint has origin {stored}, this process would sign as {ours}; a deployment's origin cannot change (serve with keys named as before)"
+    )]
+    OriginChanged {
+        /// The latest checkpoint's origin.
+        stored: String,
+        /// The origin this process signs with.
+        ours: String,
+    },
+    /// The latest checkpoint's stored note is not a checkpoint, so its
+    /// origin cannot be compared.
+    #[error("refusing to sign: the stored checkpoint of size {size} does not parse: {reason}")]
+    UnreadableLatest {
+        /// Its size.
+        size: u64,
+        /// Why it does not parse.
+        reason: CheckpointError,
+    },
+    /// The checkpoint could not be made or signed.
+    #[error("signing a checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SignError {
+    /// Whether trying again later may succeed: a database failure may pass,
+    /// a refusal does not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SignError::Store(_))
+    }
+}
+
+impl From<SignError> for ServiceError {
+    fn from(error: SignError) -> Self {
+        match error {
+            SignError::Store(e) => e.into(),
+            refused => ServiceError::Internal(refused.into()),
+        }
     }
 }
 
@@ -104,7 +188,8 @@ struct Inner {
 pub enum Signed {
     /// A new checkpoint was stored.
     New(StoredCheckpoint),
-    /// Nothing new since the latest checkpoint (if any).
+    /// Nothing new was signed: the latest checkpoint (if any) covers the
+    /// committed tree or, on demand, was signed less than an interval ago.
     Current(Option<StoredCheckpoint>),
 }
 
@@ -116,6 +201,15 @@ impl Signed {
             Signed::Current(c) => c,
         }
     }
+}
+
+/// When to sign a tenant whose committed tree is not covered yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    /// Now.
+    Always,
+    /// Only if the latest checkpoint is at least an interval old.
+    Due,
 }
 
 impl Checkpointer {
@@ -153,7 +247,10 @@ impl Checkpointer {
 
     /// Signs, forever: whenever tenants are marked, at most once per
     /// interval, measured from the start of one round to the next so that an
-    /// event waits at most one interval plus a round's work.
+    /// event waits at most one interval plus a round's work. A tenant whose
+    /// signing failed in the database is tried again the next round, so a
+    /// passing failure leaves no committed event unsigned; a refusal is
+    /// not retried (the next commit marks the tenant again).
     pub async fn run(self) {
         let this = &self;
         loop {
@@ -168,9 +265,9 @@ impl Checkpointer {
                     // Background work, not a request's: its lines name the job.
                     let span = tracing::info_span!("job", job = "checkpoint");
                     async move {
-                        if let Err(error) = this.sign_now(tenant).await {
+                        if let Err(error) = this.sign(tenant, When::Always).await {
                             tracing::error!(tenant.id = %tenant, error = %error, "checkpoint not signed");
-                            if matches!(error, ServiceError::Unavailable(_)) {
+                            if error.is_retryable() {
                                 this.mark(tenant);
                             }
                         }
@@ -185,11 +282,28 @@ impl Checkpointer {
     /// Signs a checkpoint of the tenant's whole committed tree, unless the
     /// latest one already covers it.
     pub async fn sign_now(&self, tenant: TenantId) -> Result<Signed, ServiceError> {
+        Ok(self.sign(tenant, When::Always).await?)
+    }
+
+    /// What a request asking for a fresh checkpoint gets: like
+    /// [`Checkpointer::sign_now`], but when the latest checkpoint was signed
+    /// less than an interval ago it is returned as it is, so requests cannot
+    /// make a tenant sign more than once per interval. Events it does not
+    /// cover are the background signer's, within the interval.
+    pub async fn sign_on_demand(&self, tenant: TenantId) -> Result<Signed, ServiceError> {
+        Ok(self.sign(tenant, When::Due).await?)
+    }
+
+    async fn sign(&self, tenant: TenantId, when: When) -> Result<Signed, SignError> {
         let inner = &self.inner;
         let mut conn = inner.store.conn().await?;
         let tx = conn.tenant(tenant).await?;
         tx.lock_checkpoints().await?;
         let latest = checkpoints::latest(&tx).await?;
+        if when == When::Due && latest.as_ref().is_some_and(|c| self.is_recent(c)) {
+            tx.commit().await?;
+            return Ok(Signed::Current(latest));
+        }
         let Some((last_seq, chain_head)) = events::last(&tx).await? else {
             tx.commit().await?;
             return Ok(Signed::Current(latest));
@@ -199,24 +313,31 @@ impl Checkpointer {
             tx.commit().await?;
             return Ok(Signed::Current(latest));
         }
+        let origin = tenant_origin(&inner.keyring.origin(), tenant);
+        if let Some(previous) = &latest {
+            check_origin(previous, &origin)?;
+        }
         let root = tree::root(&tx, size).await?;
         if let Some(previous) = &latest {
             let proof = tree::consistency_proof(&tx, previous.size, size).await?;
             verify_consistency(previous.size, size, &proof, &previous.root, &root).map_err(
-                |e| {
-                    ServiceError::Internal(anyhow::anyhow!(
-                        "refusing to sign size {size}: not consistent with the checkpoint of size {}: {e}",
-                        previous.size
-                    ))
+                |reason| SignError::Inconsistent {
+                    size,
+                    previous: previous.size,
+                    reason,
                 },
             )?;
         }
-        let checkpoint = signed(&inner.keyring, tenant, size, root, chain_head)?;
+        let checkpoint = Checkpoint::new(origin, size, root, chain_head)?;
         let stored = StoredCheckpoint {
             size,
             root,
             chain_head,
-            note: checkpoint,
+            note: inner
+                .keyring
+                .signer()
+                .sign_checkpoint(&checkpoint)?
+                .to_text(),
             signed_at: inner.clock.now(),
         };
         let inserted = checkpoints::insert(&tx, &stored).await?;
@@ -233,24 +354,76 @@ impl Checkpointer {
             Ok(Signed::Current(existing))
         }
     }
+
+    /// Whether `checkpoint` was signed less than an interval ago (by the
+    /// injected clock; one signed "in the future" by a process whose clock
+    /// runs ahead counts as recent).
+    fn is_recent(&self, checkpoint: &StoredCheckpoint) -> bool {
+        let interval =
+            chrono::TimeDelta::from_std(self.inner.interval).unwrap_or(chrono::TimeDelta::MAX);
+        self.inner
+            .clock
+            .now()
+            .signed_duration_since(checkpoint.signed_at)
+            < interval
+    }
 }
 
-fn signed(
-    keyring: &Keyring,
-    tenant: TenantId,
-    size: u64,
-    root: TreeHash,
-    chain_head: ChainHash,
-) -> Result<String, ServiceError> {
-    let checkpoint = Checkpoint {
-        origin: tenant_origin(&keyring.origin(), tenant),
-        size,
-        root,
-        chain_head,
-    };
-    let signed = keyring
-        .signer()
-        .sign_checkpoint(&checkpoint)
-        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("signing a checkpoint: {e}")))?;
-    Ok(signed.to_text())
+/// Refuses to sign under another origin than the tenant's latest checkpoint.
+fn check_origin(latest: &StoredCheckpoint, origin: &str) -> Result<(), SignError> {
+    let stored =
+        SignedCheckpoint::parse(&latest.note).map_err(|reason| SignError::UnreadableLatest {
+            size: latest.size,
+            reason,
+        })?;
+    let stored = &stored.checkpoint().origin;
+    if stored != origin {
+        return Err(SignError::OriginChanged {
+            stored: stored.clone(),
+            ours: origin.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keyring_refuses_keys_whose_name_cannot_be_an_origin() {
+        // A valid key name (notes forbid only ASCII controls below space)
+        // that a checkpoint's origin line may not carry.
+        let signer = NoteSigner::generate("audit\u{7f}example").unwrap();
+        let error = Keyring::new(vec![signer]).unwrap_err();
+        assert!(matches!(error, KeyringError::InvalidOrigin(_)), "{error:?}");
+        assert!(error.to_string().contains("cannot be a checkpoint origin"));
+    }
+
+    #[test]
+    fn a_keyring_accepts_a_deployment_origin() {
+        let signer = NoteSigner::generate("audit.example.com").unwrap();
+        let keyring = Keyring::new(vec![signer]).unwrap();
+        assert_eq!(keyring.origin(), "audit.example.com");
+    }
+
+    #[test]
+    fn only_database_failures_are_retried() {
+        assert!(SignError::Store(StoreError::Corrupt("gap".into())).is_retryable());
+        let refusals = [
+            SignError::OriginChanged {
+                stored: "a/t".into(),
+                ours: "b/t".into(),
+            },
+            SignError::Inconsistent {
+                size: 2,
+                previous: 1,
+                reason: MerkleError::TreeFull,
+            },
+            SignError::Checkpoint(CheckpointError::InvalidOrigin),
+        ];
+        for refusal in refusals {
+            assert!(!refusal.is_retryable(), "{refusal}");
+        }
+    }
 }

@@ -1,15 +1,23 @@
 //! What an auditor asks for: signed checkpoints, inclusion and consistency
 //! proofs, C2SP tlog-proof files, the deployment's public keys.
 //!
-//! Proofs reveal hashes and positions, never records, so unlike reads of
-//! the trail they are not themselves recorded; exports are (see `export`).
+//! Checkpoints and inclusion and consistency proofs are hashes and
+//! positions only, so they are not themselves recorded. A tlog-proof file
+//! carries the hashed record (tenant, event id, receive time, action), so
+//! asking for one is a read of the trail and is recorded as `audit.read`,
+//! like `GET /v1/events/{seq}`; exports are recorded too (see `export`).
+//!
+//! Requests sign a fresh checkpoint at most once per checkpoint interval
+//! per tenant; within it they get the latest one.
 
 use serde::Serialize;
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::ServiceError;
 use super::auth::{Authorized, ReadEvents};
 use super::checkpoints::Checkpointer;
+use super::events::Ledger;
 use crate::ledger::{Seq, TenantId, TlogProof, TreeHash};
 use crate::store::checkpoints::{self, StoredCheckpoint};
 use crate::store::{Store, TenantTx, events, tree};
@@ -45,6 +53,8 @@ pub struct ConsistencyProof {
 pub struct Proofs {
     store: Store,
     checkpointer: Checkpointer,
+    /// Records the reads that reveal records.
+    ledger: Ledger,
 }
 
 fn base64_all(hashes: &[TreeHash]) -> Vec<String> {
@@ -66,11 +76,13 @@ async fn committed_size(tx: &TenantTx<'_>) -> Result<u64, ServiceError> {
 }
 
 impl Proofs {
-    /// Proofs over `store`, signing on demand through `checkpointer`.
-    pub fn new(store: Store, checkpointer: Checkpointer) -> Proofs {
+    /// Proofs over `store`, signing on demand through `checkpointer` and
+    /// recording reads of records through `ledger`.
+    pub fn new(store: Store, checkpointer: Checkpointer, ledger: Ledger) -> Proofs {
         Proofs {
             store,
             checkpointer,
+            ledger,
         }
     }
 
@@ -80,7 +92,7 @@ impl Proofs {
     }
 
     /// The latest checkpoint, first signing one if committed events are not
-    /// covered yet.
+    /// covered yet and the latest is at least a checkpoint interval old.
     pub async fn latest_checkpoint(
         &self,
         who: &Authorized<ReadEvents>,
@@ -90,11 +102,12 @@ impl Proofs {
             .ok_or(ServiceError::NotFound("checkpoint"))
     }
 
-    /// The latest checkpoint after trying to sign the committed head. When
-    /// signing fails (the database unreachable aside) the latest stored
-    /// checkpoint still stands and is served; the failure is logged.
+    /// The latest checkpoint after trying to sign the committed head (at
+    /// most once per interval). When signing fails (the database
+    /// unreachable aside) the latest stored checkpoint still stands and is
+    /// served; the failure is logged.
     async fn fresh(&self, tenant: TenantId) -> Result<Option<StoredCheckpoint>, ServiceError> {
-        match self.checkpointer.sign_now(tenant).await {
+        match self.checkpointer.sign_on_demand(tenant).await {
             Ok(signed) => Ok(signed.latest()),
             Err(error @ ServiceError::Unavailable(_)) => Err(error),
             Err(error) => {
@@ -195,8 +208,31 @@ impl Proofs {
 
     /// A C2SP tlog-proof file for record `seq` against the latest
     /// checkpoint; its `extra` line carries the hashed record, so the file
-    /// alone proves what was logged.
+    /// alone proves what was logged. That makes it a read of the record:
+    /// recorded as `audit.read`, found or not, before it is answered.
     pub async fn event_proof(
+        &self,
+        who: &Authorized<ReadEvents>,
+        seq: Seq,
+    ) -> Result<String, ServiceError> {
+        let outcome = self.tlog_proof(who, seq).await;
+        let rows_read = match &outcome {
+            Ok(_) => 1,
+            Err(ServiceError::NotFound(_)) => 0,
+            Err(_) => return outcome,
+        };
+        self.ledger
+            .record_read(
+                who.principal(),
+                "event_proof",
+                json!({ "filter": { "seq": seq.value() }, "rows": rows_read }),
+                "audit.read",
+            )
+            .await?;
+        outcome
+    }
+
+    async fn tlog_proof(
         &self,
         who: &Authorized<ReadEvents>,
         seq: Seq,
@@ -205,7 +241,16 @@ impl Proofs {
         let mut conn = self.store.conn().await?;
         let tx = conn.tenant(who.tenant()).await?;
         if seq.value() >= checkpoint.size {
-            return Err(ServiceError::NotFound("event"));
+            // Signing on demand waits out the checkpoint interval; the
+            // background signer covers the event within it.
+            return Err(if seq.value() < committed_size(&tx).await? {
+                ServiceError::Unavailable(format!(
+                    "event {} is not covered by a signed checkpoint yet; retry shortly",
+                    seq.value()
+                ))
+            } else {
+                ServiceError::NotFound("event")
+            });
         }
         let event = events::by_seq(&tx, seq)
             .await?

@@ -11,7 +11,13 @@ use annal::ledger::{
 use annal::service::auth::Scope;
 use serde_json::{Value, json};
 
-use crate::helpers::{ANNAL_VERIFY, Server, Tenant, TestApp, event, spawn_app, spawn_app_with};
+use crate::helpers::{
+    ANNAL_VERIFY, Server, Tenant, TestApp, annal_cmd, event, fails, spawn_app, spawn_app_with,
+};
+
+/// A checkpoint interval short enough that every request asking for a
+/// checkpoint gets one covering what was posted before it.
+const EVERY_REQUEST: (&str, &str) = ("ANNAL_CHECKPOINT_INTERVAL", "1ms");
 
 async fn post_events(app: &TestApp, tenant: &Tenant, n: usize, offset: usize) {
     let events: Vec<Value> = (0..n).map(|i| event(offset + i)).collect();
@@ -146,7 +152,7 @@ async fn every_event_has_an_inclusion_proof_to_the_signed_root() {
 
 #[tokio::test]
 async fn successive_checkpoints_are_proven_consistent() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&[EVERY_REQUEST]).await;
     let mut checkpoints = Vec::new();
     for round in 0..4 {
         post_events(&app, &app.tenant, 3 + round * 7, round * 100).await;
@@ -210,11 +216,13 @@ async fn proof_requests_out_of_range_are_refused_clearly() {
         ("/v1/proofs/inclusion?tree_size=3", 400, "invalid_query"),
         ("/v1/checkpoints/3", 404, "not_found"),
         ("/v1/checkpoints/abc", 400, "invalid_path"),
-        ("/v1/events/9/proof", 404, "not_found"),
         ("/v1/export?from_seq=4", 400, "invalid_range"),
         ("/v1/export?from_seq=3&to_seq=1", 400, "invalid_range"),
         ("/v1/export?trusted_size=0", 400, "invalid_range"),
         ("/v1/export?bogus=1", 400, "invalid_query"),
+        // Last: looking for a proof file is a recorded read, which grows
+        // the trail the export cases above rely on.
+        ("/v1/events/9/proof", 404, "not_found"),
     ];
     for (path, status, code) in cases {
         let r = app.get(path, &app.tenant.key).await;
@@ -292,7 +300,7 @@ async fn a_bundle_with_any_bit_flipped_fails_verification() {
 
 #[tokio::test]
 async fn partial_exports_link_to_a_checkpoint_the_auditor_kept() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&[EVERY_REQUEST]).await;
     post_events(&app, &app.tenant, 10, 0).await;
     let kept = checkpoint(&app, &app.tenant).await;
     let kept_path = crate::helpers::data_path("kept-checkpoint");
@@ -374,7 +382,7 @@ async fn the_auditor_endpoints_need_a_key_with_events_read() {
 
 #[tokio::test]
 async fn another_tenant_sees_only_its_own_tree() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&[EVERY_REQUEST]).await;
     post_events(&app, &app.tenant, 8, 0).await;
     let ours = checkpoint(&app, &app.tenant).await;
     let other = app.new_tenant(&Scope::ALL).await;
@@ -382,9 +390,10 @@ async fn another_tenant_sees_only_its_own_tree() {
     for path in [
         "/v1/checkpoint",
         "/v1/checkpoints/8",
-        "/v1/events/3/proof",
         "/v1/proofs/inclusion?seq=3&tree_size=8",
         "/v1/export",
+        // Last: the attempt is recorded, in the other tenant's own trail.
+        "/v1/events/3/proof",
     ] {
         let r = app.get(path, &other.key).await;
         assert_eq!(r.status(), 404, "{path}");
@@ -396,7 +405,7 @@ async fn another_tenant_sees_only_its_own_tree() {
     // With events of its own, its checkpoint and export are its own.
     post_events(&app, &other, 2, 0).await;
     let theirs = checkpoint(&app, &other).await;
-    assert_eq!(theirs.checkpoint().size, 2);
+    assert_eq!(theirs.checkpoint().size, 3, "its read, then its 2 events");
     assert!(theirs.checkpoint().origin.ends_with(&other.id.to_string()));
     assert_ne!(theirs.checkpoint().root, ours.checkpoint().root);
     let bundle = export(&app, &other, "").await;
@@ -409,7 +418,7 @@ async fn a_rotated_key_keeps_old_checkpoints_verifiable() {
     // First the deployment signs with an old key...
     let old = annal::crypto::signing::NoteSigner::generate(crate::helpers::TEST_ORIGIN).unwrap();
     let old_skey = old.to_skey().to_string();
-    let mut app = spawn_app_with(&[("ANNAL_SIGNING_KEY", old_skey.as_str())]).await;
+    let mut app = spawn_app_with(&[("ANNAL_SIGNING_KEY", old_skey.as_str()), EVERY_REQUEST]).await;
     post_events(&app, &app.tenant, 4, 0).await;
     let before = checkpoint_signed_by(&app, &old.verifier_key()).await;
 
@@ -419,7 +428,10 @@ async fn a_rotated_key_keeps_old_checkpoints_verifiable() {
     app.server = Server::spawn_with(
         &app.db,
         &app.pepper,
-        &[("ANNAL_SIGNING_KEY_FILES", old_file.to_str().unwrap())],
+        &[
+            ("ANNAL_SIGNING_KEY_FILES", old_file.to_str().unwrap()),
+            EVERY_REQUEST,
+        ],
     );
     let r = app.get("/v1/keys", &app.tenant.key).await;
     let body: Value = r.json().await.unwrap();
@@ -513,5 +525,123 @@ async fn readers_that_stop_reading_an_export_do_not_hold_database_connections() 
         let bundle = r.bytes().await.unwrap();
         let (code, out) = annal_verify(&bundle, &["--vkey", &app.db.vkey]);
         assert_eq!(code, 0, "{out}");
+    }
+}
+
+#[tokio::test]
+async fn requests_sign_at_most_one_checkpoint_per_interval() {
+    // The background signer's first round comes right after the first
+    // commit; its next one only after ten minutes.
+    let app = spawn_app_with(&[("ANNAL_CHECKPOINT_INTERVAL", "10m")]).await;
+    let mut served = Vec::new();
+    for n in 0..5 {
+        post_events(&app, &app.tenant, 1, n).await;
+        served.push(checkpoint(&app, &app.tenant).await.checkpoint().size);
+    }
+    let client = app.db.connect(annal::pg::SUPERUSER).await;
+    let signed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM annal.checkpoints WHERE tenant_id = $1",
+            &[&app.tenant.id.as_uuid()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        signed <= 2,
+        "{signed} checkpoints signed for five requests (served sizes {served:?}): at most one by requests and one by the background signer"
+    );
+    assert!(served.windows(2).all(|w| w[0] <= w[1]), "{served:?}");
+    assert!(*served.last().unwrap() < 5, "{served:?}");
+    // A proof of an event no checkpoint covers yet: retry, not "no such event".
+    let r = app.get("/v1/events/4/proof", &app.tenant.key).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let r = app.get("/v1/events/99/proof", &app.tenant.key).await;
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn a_server_with_keys_of_another_origin_refuses_to_sign() {
+    let mut app = spawn_app_with(&[EVERY_REQUEST]).await;
+    post_events(&app, &app.tenant, 3, 0).await;
+    let before = checkpoint(&app, &app.tenant).await;
+    assert_eq!(before.checkpoint().size, 3);
+
+    let elsewhere = annal::crypto::signing::NoteSigner::generate("elsewhere.test").unwrap();
+    let skey = elsewhere.to_skey().to_string();
+    app.server = Server::spawn_with(
+        &app.db,
+        &app.pepper,
+        &[("ANNAL_SIGNING_KEY", skey.as_str()), EVERY_REQUEST],
+    );
+    post_events(&app, &app.tenant, 2, 100).await;
+
+    // The last good checkpoint is still served, and nothing newer exists.
+    let r = app.get("/v1/checkpoint", &app.tenant.key).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), before.to_text());
+    let r = app.get("/v1/checkpoints/5", &app.tenant.key).await;
+    assert_eq!(r.status(), 404);
+    let why = format!(
+        "the tenant's latest checkpoint has origin {}/{}, this process would sign as elsewhere.test/{}",
+        crate::helpers::TEST_ORIGIN,
+        app.tenant.id,
+        app.tenant.id
+    );
+    assert!(
+        app.server.wait_for_output(&why, Duration::from_secs(5)),
+        "the refusal is logged with its reason:\n{}",
+        app.server.output()
+    );
+}
+
+#[tokio::test]
+async fn serve_refuses_keys_whose_name_cannot_be_an_origin() {
+    let app = spawn_app().await;
+    let signer = annal::crypto::signing::NoteSigner::generate("annal\u{7f}test").unwrap();
+    let skey = signer.to_skey().to_string();
+    let url = app.db.app_url();
+    let pepper = app.pepper.to_hex();
+    let stderr = fails(annal_cmd(
+        &["serve", "--bind", "127.0.0.1:0"],
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("ANNAL_API_KEY_PEPPER", pepper.as_str()),
+            ("ANNAL_SIGNING_KEY", skey.as_str()),
+        ],
+    ));
+    assert!(stderr.contains("cannot be a checkpoint origin"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_tlog_proof_file_is_a_recorded_read_and_other_proofs_are_not() {
+    let app = spawn_app().await;
+    post_events(&app, &app.tenant, 3, 0).await;
+    // Hashes only: not recorded.
+    for path in [
+        "/v1/checkpoint",
+        "/v1/checkpoints/3",
+        "/v1/proofs/inclusion?seq=1",
+        "/v1/proofs/consistency?from=1&to=3",
+        "/v1/keys",
+    ] {
+        let r = app.get(path, &app.tenant.key).await;
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    // The record itself, found or not: recorded.
+    let r = app.get("/v1/events/1/proof", &app.tenant.key).await;
+    assert_eq!(r.status(), 200);
+    let r = app.get("/v1/events/99/proof", &app.tenant.key).await;
+    assert_eq!(r.status(), 404);
+
+    let events = app.all_events(&app.tenant).await;
+    assert_eq!(events.len(), 5, "3 events and 2 proof reads: {events:#?}");
+    for (read, (seq, rows)) in events[3..].iter().zip([(1, 1), (99, 0)]) {
+        assert_eq!(read["action"], "audit.read");
+        assert_eq!(read["actor"]["id"], app.tenant.key_id.to_string());
+        assert_eq!(read["resource"]["id"], "event_proof");
+        assert_eq!(read["metadata"]["filter"]["seq"], seq);
+        assert_eq!(read["metadata"]["rows"], rows);
     }
 }

@@ -2,24 +2,27 @@
 //! triggers switched off, is caught: by `annal-verify` on a fresh export and
 //! by `annal verify --tenant`, both naming the first seq that fails.
 //!
-//! Each trail gets a checkpoint after every event, so that a Merkle root
+//! Each trail gets a checkpoint after every event (the server signs on
+//! every request that asks, with a 1 ms interval), so that a Merkle root
 //! mismatch pins down a single seq.
 
 use annal::ledger::{ChainHash, Header, chain_hash, decode_payload, encode_payload, leaf_hash};
 use annal::pg;
 use serde_json::Value;
 
-use crate::helpers::{ANNAL_VERIFY, TestApp, annal_cmd, event, spawn_app};
+use crate::helpers::{ANNAL_VERIFY, TestApp, annal_cmd, event, spawn_app_with};
 
 const EVENTS: u64 = 12;
 
 async fn seeded() -> TestApp {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&[("ANNAL_CHECKPOINT_INTERVAL", "1ms")]).await;
     for n in 0..EVENTS as usize {
         let r = app.post("/v1/events", &app.tenant.key, &event(n)).await;
         assert_eq!(r.status(), 201);
         let r = app.get("/v1/checkpoint", &app.tenant.key).await;
         assert_eq!(r.status(), 200);
+        let signed = annal::ledger::SignedCheckpoint::parse(&r.text().await.unwrap()).unwrap();
+        assert_eq!(signed.checkpoint().size, n as u64 + 1);
     }
     app
 }
