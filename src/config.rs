@@ -10,6 +10,7 @@
 //! an environment variable or a flag; a flag beats the environment, which
 //! beats the file, which beats the default.
 
+use std::fmt;
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -40,7 +41,7 @@ use crate::pg::{self, Cluster};
 /// signing_key_files = ["/run/secrets/annal-signing-key"]
 /// checkpoint_interval = "1s"
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Address `serve` listens on.
@@ -91,8 +92,9 @@ impl FileConfig {
     }
 }
 
-/// Settings shared by every subcommand.
-#[derive(Debug, Clone)]
+/// Settings shared by every subcommand. `Debug` shows whether each secret
+/// is set, never its value: connection strings may hold passwords.
+#[derive(Clone)]
 pub struct Settings {
     /// Data directory of the embedded default.
     pub data_dir: PathBuf,
@@ -109,6 +111,56 @@ pub struct Settings {
     pub signing_key: Option<String>,
     /// Checkpoint signing key files, newest first.
     pub signing_key_files: Vec<PathBuf>,
+}
+
+/// A secret in `Debug` output: whether it is set, never what it is.
+struct Redacted<'a, T>(&'a Option<T>);
+
+impl<T> fmt::Debug for Redacted<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(_) => f.write_str("Some(<redacted>)"),
+            None => f.write_str("None"),
+        }
+    }
+}
+
+impl fmt::Debug for FileConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileConfig")
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &Redacted(&self.database_url))
+            .field(
+                "migrator_database_url",
+                &Redacted(&self.migrator_database_url),
+            )
+            .field("api_key_pepper_file", &self.api_key_pepper_file)
+            .field("pool_size", &self.pool_size)
+            .field("body_limit", &self.body_limit)
+            .field("workers", &self.workers)
+            .field("max_group", &self.max_group)
+            .field("signing_key_files", &self.signing_key_files)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &Redacted(&self.database_url))
+            .field(
+                "migrator_database_url",
+                &Redacted(&self.migrator_database_url),
+            )
+            .field("api_key_pepper", &Redacted(&self.api_key_pepper))
+            .field("api_key_pepper_file", &self.api_key_pepper_file)
+            .field("signing_key", &Redacted(&self.signing_key))
+            .field("signing_key_files", &self.signing_key_files)
+            .finish()
+    }
 }
 
 /// A database ready to be used, and how it was reached.
@@ -359,4 +411,48 @@ pub fn parse_interval(text: &str) -> anyhow::Result<std::time::Duration> {
         bail!("the checkpoint interval must be at least 1ms");
     }
     Ok(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRETS: [&str; 4] = [
+        "postgres://annal_app:app-password@db/annal",
+        "postgres://annal_migrator:migrator-password@db/annal",
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        "PRIVATE+KEY+audit.example.com+01234567+AQ",
+    ];
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let settings = Settings {
+            data_dir: PathBuf::from("/var/lib/annal"),
+            database_url: Some(SECRETS[0].into()),
+            migrator_database_url: Some(SECRETS[1].into()),
+            api_key_pepper: Some(SECRETS[2].into()),
+            api_key_pepper_file: None,
+            signing_key: Some(SECRETS[3].into()),
+            signing_key_files: vec![PathBuf::from("/run/secrets/key")],
+        };
+        let file = FileConfig {
+            database_url: Some(SECRETS[0].into()),
+            migrator_database_url: Some(SECRETS[1].into()),
+            ..FileConfig::default()
+        };
+        for shown in [
+            format!("{settings:?}"),
+            format!("{settings:#?}"),
+            format!("{file:?}"),
+        ] {
+            for secret in SECRETS {
+                assert!(!shown.contains(secret), "{shown}");
+            }
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+        // What is not secret still helps debugging.
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("/var/lib/annal") && shown.contains("/run/secrets/key"));
+        assert!(shown.contains("api_key_pepper_file: None"), "{shown}");
+    }
 }

@@ -9,7 +9,9 @@
 //!
 //! This module owns the cluster's files and processes; it never touches a
 //! cluster it did not create (`DATABASE_URL` deployments never come here).
+//! The processes it starts never inherit Annal's secrets.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,27 @@ pub const RETENTION_ROLE: &str = "annal_retention";
 
 /// The role-creation script shipped for DBAs; also run on every cluster we create.
 pub const CREATE_ROLES_SQL: &str = include_str!("../sql/roles/create_roles.sql");
+
+/// Environment variables that hold Annal's secrets. No server binary needs
+/// them, and a process's environment is readable by its user (through
+/// `/proc`): the `postgres` system user when we are root, for as long as the
+/// postmaster runs.
+const SECRET_ENV: [&str; 4] = [
+    "ANNAL_SIGNING_KEY",
+    "ANNAL_API_KEY_PEPPER",
+    "DATABASE_URL",
+    "ANNAL_MIGRATOR_DATABASE_URL",
+];
+
+/// A command running `program` with our environment minus the secrets:
+/// the only way this module starts a process.
+fn child(program: impl AsRef<OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for name in SECRET_ENV {
+        command.env_remove(name);
+    }
+    command
+}
 
 /// What went wrong managing a cluster.
 #[derive(Debug, thiserror::Error)]
@@ -315,7 +338,7 @@ impl Cluster {
                 .map_err(|e| io(format!("handing {} to postgres", dir.display()))(e.into()))?;
         }
         // The postgres user must be able to walk down to the root.
-        let probe = Command::new("runuser")
+        let probe = child("runuser")
             .args(["-u", SUPERUSER, "--", "test", "-w"])
             .arg(&self.root)
             .status()
@@ -334,11 +357,11 @@ impl Cluster {
             PathBuf::from(program)
         };
         let mut command = if self.run_as_postgres {
-            let mut c = Command::new("runuser");
+            let mut c = child("runuser");
             c.args(["-u", SUPERUSER, "--"]).arg(&path);
             c
         } else {
-            Command::new(&path)
+            child(&path)
         };
         // Server output goes to the log file, not to our stdout: a daemonised
         // postmaster must not hold our pipes open.
@@ -404,4 +427,30 @@ pub fn find_binaries() -> Result<PathBuf, ClusterError> {
         .pop()
         .map(|(_, dir)| dir)
         .ok_or(ClusterError::BinariesNotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_processes_do_not_inherit_secrets() {
+        let command = child("initdb");
+        let mut removed: Vec<&OsStr> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name)
+            .collect();
+        removed.sort();
+        assert_eq!(
+            removed,
+            [
+                "ANNAL_API_KEY_PEPPER",
+                "ANNAL_MIGRATOR_DATABASE_URL",
+                "ANNAL_SIGNING_KEY",
+                "DATABASE_URL",
+            ]
+            .map(OsStr::new)
+        );
+    }
 }
