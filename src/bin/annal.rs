@@ -387,9 +387,11 @@ async fn verify_trail(
         checkpoints::DEFAULT_INTERVAL,
     );
     let ledger = Ledger::new(store.clone(), clock, 1, None);
+    // An operator's verification covers everything committed.
+    let signed = checkpointer.sign_now(tenant).await;
     let exporter = Exporter::new(store, checkpointer, ledger);
     let range = exporter
-        .plan(tenant, &ExportInput::default())
+        .plan(tenant, &ExportInput::default(), signed)
         .await
         .map_err(explain)?;
     let chunks = exporter.stream(range);
@@ -523,6 +525,11 @@ async fn serve_on(
         .unwrap_or(http::DEFAULT_BODY_LIMIT);
     let max_group = args.max_group.or(file.max_group).unwrap_or(2000);
     at_least_one("body_limit", Some(body_limit))?;
+    if body_limit > MAX_BODY_LIMIT {
+        // An event must fit one line of an export bundle, which verifiers
+        // read up to 64 MiB (its payload is base64 there, 4/3 larger).
+        bail!("body_limit must be at most {MAX_BODY_LIMIT} bytes (32 MiB)");
+    }
     at_least_one("max_group", Some(max_group))?;
     at_least_one("workers", args.workers)?;
     let store = Store::connect(&deployment.app_url, resolved.pool_size)?;
@@ -589,6 +596,8 @@ async fn serve_on(
 }
 
 const DEMO_CREDENTIALS: &str = "demo-credentials.json";
+/// The largest `body_limit` accepted.
+const MAX_BODY_LIMIT: usize = 32 << 20;
 
 /// First start of the embedded default: a `demo` tenant and a key with
 /// every scope, shown once on the terminal (never in the log stream) and

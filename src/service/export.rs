@@ -24,7 +24,7 @@ use utoipa::IntoParams;
 
 use super::ServiceError;
 use super::auth::{Authorized, ReadEvents};
-use super::checkpoints::Checkpointer;
+use super::checkpoints::{Checkpointer, Signed};
 use super::events::Ledger;
 use crate::ledger::{ChainHash, Seq, TenantId, TreeHash, tenant_origin};
 use crate::store::checkpoints::{self, StoredCheckpoint};
@@ -105,7 +105,9 @@ impl Exporter {
         who: &Authorized<ReadEvents>,
         input: &ExportInput,
     ) -> Result<(ExportRange, mpsc::Receiver<Chunk>), ServiceError> {
-        let range = self.plan(who.tenant(), input).await?;
+        // At most one new checkpoint per interval, however many exports ask.
+        let signed = self.checkpointer.sign_on_demand(who.tenant()).await;
+        let range = self.plan(who.tenant(), input, signed).await?;
         self.ledger
             .record_read(
                 who.principal(),
@@ -120,16 +122,17 @@ impl Exporter {
         Ok((range, self.stream(range)))
     }
 
-    /// Fixes an export's range: it ends at a signed checkpoint (signing one
-    /// now if committed events are not covered yet).
+    /// Fixes an export's range: it ends at a signed checkpoint. `signed`
+    /// is the caller's attempt to sign the committed head first; when it
+    /// failed, the export still covers what is signed and the verifier will
+    /// say what is wrong with the rest.
     pub async fn plan(
         &self,
         tenant: TenantId,
         input: &ExportInput,
+        signed: Result<Signed, ServiceError>,
     ) -> Result<ExportRange, ServiceError> {
-        if let Err(error) = self.checkpointer.sign_now(tenant).await {
-            // The export still covers what is signed; the verifier will say
-            // what is wrong with the rest.
+        if let Err(error) = signed {
             tracing::error!(tenant.id = %tenant, error = %error, "no fresh checkpoint for export");
         }
         let mut conn = self.store.conn().await?;

@@ -13,7 +13,7 @@ use crate::ledger::TenantId;
 use crate::store::{Store, api_keys, tenants};
 
 /// A newly created key. `api_key` is the only copy of the secret.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct CreatedKey {
     /// Key id.
     pub id: ApiKeyId,
@@ -23,6 +23,17 @@ pub struct CreatedKey {
     pub scopes: Vec<&'static str>,
     /// The bearer token; not retrievable later.
     pub api_key: String,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    /// Without the token: `{:?}` must never put a secret in a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A revoked key.

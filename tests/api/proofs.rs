@@ -480,7 +480,8 @@ async fn post_big_events(app: &TestApp, n: usize, kib: usize) {
 
 #[tokio::test]
 async fn an_export_spanning_many_pages_of_rows_and_bytes_verifies() {
-    let app = spawn_app().await;
+    // Signed on demand right after the last post: no interval to wait out.
+    let app = spawn_app_with(&[("ANNAL_CHECKPOINT_INTERVAL", "1ms")]).await;
     // More rows than one page holds, and more bytes than one page holds.
     for round in 0..3 {
         post_events(&app, &app.tenant, 900, round * 1000).await;
