@@ -23,6 +23,33 @@
 //! - `c`: single-event POSTs on `--connections` connections, all to one
 //!   tenant, against the same spread evenly over `--tenants` tenants.
 //!
+//! Scenario `d` (verifiability; not part of `all`, runs once) holds the
+//! batch load of `b` on one tenant for `--duration` seconds and then measures
+//! what an auditor gets from it, each against a baseline of the same run:
+//! - coverage: for every acknowledged event, the time from its batch's
+//!   acknowledgement to the `signed_at` of the first checkpoint covering it
+//!   (p50/p99/max, share within 1 s), overall and per minute, with events/s,
+//!   CPU per event and PostgreSQL's buffer misses per minute (first against
+//!   last minute);
+//! - signing cost: checkpoints signed during the phase times the mean wall
+//!   time of `Checkpointer::sign_now` at the final tree size, as a share of
+//!   the CPU `annal` and PostgreSQL spent on the phase;
+//! - inclusion proofs at the latest checkpoint and at the first one of at
+//!   least 1M events (topped up with batches if the phase left fewer):
+//!   2,000 `GET /v1/proofs/inclusion` for random seqs, each verified,
+//!   interleaved with 2,000 `GET /v1/checkpoints/{size}`; timed by the
+//!   client and, from its request log, by the server;
+//! - exports of 1M and 100k records (`GET /v1/export`; the server's RSS
+//!   sampled meanwhile), verified by `annal-verify` (the binary next to
+//!   `--annal`; wall time and peak RSS), against one SHA-256 per record over
+//!   the same record bytes and against every SHA-256 verification needs,
+//!   both over bytes decoded into memory beforehand.
+//!
+//! ```text
+//! cargo build --release --bins --examples
+//! target/release/examples/load d --duration 600 --warmup 2
+//! ```
+//!
 //! Every phase runs `--warmup` seconds unmeasured, then `--duration`
 //! seconds measured: a request counts if it completes inside the measured
 //! window (its latency too). Workers stop starting requests at the end of
@@ -35,24 +62,34 @@
 //! which shows the group commit at work.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use annal::crypto::Pepper;
+use annal::crypto::signing::NoteSigner;
+use annal::ledger::{SignedCheckpoint, TenantId, TreeHash, VerifierKey, verify_inclusion};
 use annal::pg::{self, Cluster};
 use annal::service::auth::Scope;
+use annal::service::checkpoints::{Checkpointer, DEFAULT_INTERVAL, Keyring, Signed};
 use annal::service::keys::Keys;
-use annal::service::{SharedClock, SystemClock, tenants};
+use annal::service::{Clock, SharedClock, SystemClock, tenants};
 use annal::store::Store;
 use anyhow::{Context, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use clap::{Parser, ValueEnum};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -67,6 +104,9 @@ enum Scenario {
     B,
     /// One hot tenant vs. many tenants.
     C,
+    /// Verifiability: checkpoint coverage under held batch load, signing
+    /// cost, inclusion proofs and offline verification at 1M events.
+    D,
     /// A, B and C.
     All,
 }
@@ -160,6 +200,20 @@ struct Snapshot {
     total: u64,
     commits: i64,
     wal_syncs: i64,
+    /// Blocks PostgreSQL had to read from outside its shared buffers for
+    /// `annal.events` (heap and indexes) and for `annal.tree_nodes`.
+    events_reads: i64,
+    tree_reads: i64,
+}
+
+/// One acknowledged batch (scenario D): when its answer arrived, by the
+/// monotonic and by the wall clock, and the largest seq among its receipts.
+#[derive(Debug, Clone, Copy)]
+struct Ack {
+    at: Instant,
+    wall: DateTime<Utc>,
+    max_seq: u64,
+    events: u64,
 }
 
 /// What one phase measured.
@@ -177,8 +231,15 @@ struct Phase {
     cpu: [f64; 5],
     /// CPU microseconds per event: annal, PostgreSQL.
     cpu_per_event: [f64; 2],
+    /// CPU seconds over the measured window: annal, PostgreSQL.
+    cpu_seconds: [f64; 2],
     commits_per_event: f64,
     syncs_per_event: f64,
+    /// The measured window, by the monotonic and by the wall clock.
+    window: (Instant, Instant),
+    wall: (DateTime<Utc>, DateTime<Utc>),
+    /// Acknowledged batches, in order of arrival (only when asked for).
+    acks: Vec<Ack>,
 }
 
 impl Phase {
@@ -224,6 +285,74 @@ impl Phase {
     }
 }
 
+/// The durations the server logs for completed requests (whole
+/// milliseconds, rounded down), kept while `collecting`.
+#[derive(Default)]
+struct RequestLog {
+    collecting: AtomicBool,
+    /// Route pattern and `duration_ms` of each request.
+    durations: Mutex<Vec<(String, u64)>>,
+}
+
+impl RequestLog {
+    /// Keeps the request of one log line, if collecting and it is one.
+    fn note(&self, line: &serde_json::Value) {
+        if !self.collecting.load(Ordering::Relaxed)
+            || line["fields"]["message"] != "request completed"
+        {
+            return;
+        }
+        let route = line["span"]["http.route"].as_str();
+        let ms = line["fields"]["duration_ms"].as_u64();
+        if let (Some(route), Some(ms), Ok(mut durations)) = (route, ms, self.durations.lock()) {
+            durations.push((route.to_owned(), ms));
+        }
+    }
+
+    /// Sorted durations of `route`, and forgets them all.
+    fn take(&self, route: &str) -> Vec<u64> {
+        let Ok(mut durations) = self.durations.lock() else {
+            return Vec::new();
+        };
+        let mut of_route: Vec<u64> = durations
+            .iter()
+            .filter(|(r, _)| r == route)
+            .map(|(_, ms)| *ms)
+            .collect();
+        durations.retain(|(r, _)| r != route);
+        of_route.sort_unstable();
+        of_route
+    }
+}
+
+/// What the connections of an HTTP phase post.
+struct Posts {
+    path: &'static str,
+    bodies: Arc<Vec<&'static [u8]>>,
+    /// Events in each body.
+    per_request: u64,
+    /// Keep every acknowledged request's time and largest seq ([`Ack`]).
+    acks: bool,
+}
+
+/// The part of a batch's answer that scenario D reads.
+#[derive(Deserialize)]
+struct Receipts {
+    events: Vec<Receipt>,
+}
+
+/// A receipt's seq (single-event answers are one receipt).
+#[derive(Deserialize)]
+struct Receipt {
+    seq: u64,
+}
+
+/// The largest seq among a batch answer's receipts.
+fn largest_seq(body: &[u8]) -> Option<u64> {
+    let receipts: Receipts = serde_json::from_slice(body).ok()?;
+    receipts.events.iter().map(|r| r.seq).max()
+}
+
 /// What every worker of a phase reports.
 #[derive(Default)]
 struct Tally {
@@ -232,16 +361,21 @@ struct Tally {
     errors: u64,
     first_error: Option<String>,
     latencies: Vec<Duration>,
+    acks: Vec<Ack>,
 }
 
 impl Tally {
-    fn record(&mut self, window: (Instant, Instant), started: Instant, events: u64) {
+    /// Counts a request that completed now, if now is inside `window`;
+    /// says whether it counted.
+    fn record(&mut self, window: (Instant, Instant), started: Instant, events: u64) -> bool {
         let done = Instant::now();
-        if done >= window.0 && done <= window.1 {
+        let counted = done >= window.0 && done <= window.1;
+        if counted {
             self.events += events;
             self.requests += 1;
             self.latencies.push(done - started);
         }
+        counted
     }
 
     fn fail(&mut self, error: String) {
@@ -255,9 +389,19 @@ impl Tally {
 struct Bench {
     args: Args,
     cluster: Cluster,
+    /// A directory removed at the end (export bundles go here).
+    scratch: PathBuf,
+    app_url: String,
     server_pid: u32,
     base_url: String,
     keys: Vec<String>,
+    /// The tenant of each key.
+    tenant_ids: Vec<TenantId>,
+    /// The server's checkpoint signing key, and its public half.
+    keyring: Arc<Keyring>,
+    vkey: VerifierKey,
+    /// What the server logged about requests.
+    requests: Arc<RequestLog>,
     single_bodies: Arc<Vec<&'static [u8]>>,
     batch_bodies: Arc<Vec<&'static [u8]>>,
     templates: Arc<Vec<Template>>,
@@ -333,7 +477,11 @@ impl Bench {
             .stats
             .query_one(
                 "SELECT (SELECT sum(xact_commit)::int8 FROM pg_stat_database), \
-                        (SELECT wal_sync FROM pg_stat_wal)",
+                        (SELECT wal_sync FROM pg_stat_wal), \
+                        (SELECT coalesce(sum(heap_blks_read + coalesce(idx_blks_read, 0)), 0)::int8 \
+                           FROM pg_statio_all_tables WHERE schemaname = 'annal' AND relname = 'events'), \
+                        (SELECT coalesce(sum(heap_blks_read + coalesce(idx_blks_read, 0)), 0)::int8 \
+                           FROM pg_statio_all_tables WHERE schemaname = 'annal' AND relname = 'tree_nodes')",
                 &[],
             )
             .await?;
@@ -345,6 +493,8 @@ impl Bench {
             total,
             commits: row.get(0),
             wal_syncs: row.get(1),
+            events_reads: row.get(2),
+            tree_reads: row.get(3),
         })
     }
 
@@ -361,9 +511,11 @@ impl Bench {
             .map(|i| tokio::spawn(work(i, (from, until))))
             .collect();
         tokio::time::sleep_until(from.into()).await;
+        let wall_from = SystemClock.now();
         // PostgreSQL publishes its statistics at most once a second.
         let before = self.snapshot().await?;
         tokio::time::sleep_until(until.into()).await;
+        let wall_until = SystemClock.now();
         let after = self.snapshot().await?;
         let mut total = Tally::default();
         let grace = Duration::from_secs(self.args.timeout + 10);
@@ -378,8 +530,10 @@ impl Bench {
                 total.first_error = tally.first_error;
             }
             total.latencies.extend(tally.latencies);
+            total.acks.extend(tally.acks);
         }
         total.latencies.sort_unstable();
+        total.acks.sort_unstable_by_key(|a| a.at);
         let pct = |d: u64| {
             let machine = (after.total - before.total).max(1) as f64;
             100.0 * d as f64 / machine
@@ -404,26 +558,34 @@ impl Bench {
             latencies: total.latencies,
             cpu: [pct(me), pct(annal), pct(postgres), pct(other), pct(idle)],
             cpu_per_event: [us_per_event(annal), us_per_event(postgres)],
+            cpu_seconds: [annal as f64 / 100.0, postgres as f64 / 100.0],
             commits_per_event: (after.commits - before.commits) as f64 / events,
             syncs_per_event: (after.wal_syncs - before.wal_syncs) as f64 / events,
+            window: (from, until),
+            wall: (wall_from, wall_until),
+            acks: total.acks,
         };
         phase.print();
         Ok(phase)
     }
 
-    /// `connections` HTTP/1.1 keep-alive connections posting `bodies` (each
-    /// worth `per_request` events) to `path`; worker `i` uses `key_of(i)`.
+    /// `connections` HTTP/1.1 keep-alive connections posting `posts`;
+    /// worker `i` uses `key_of(i)`.
     async fn http(
         &self,
         name: &str,
-        path: &str,
         connections: usize,
-        bodies: Arc<Vec<&'static [u8]>>,
-        per_request: u64,
+        posts: Posts,
         key_of: impl Fn(usize) -> String,
     ) -> anyhow::Result<Phase> {
-        let url = format!("{}{}", self.base_url, path);
+        let url = format!("{}{}", self.base_url, posts.path);
         let timeout = Duration::from_secs(self.args.timeout);
+        let Posts {
+            bodies,
+            per_request,
+            acks,
+            ..
+        } = posts;
         self.run_phase(name, connections, |i, window| {
             let url = url.clone();
             let key = format!("Bearer {}", key_of(i));
@@ -458,8 +620,21 @@ impl Bench {
                         Ok(resp) => {
                             let status = resp.status();
                             let text = resp.bytes().await;
+                            let acked = acks.then(|| (Instant::now(), SystemClock.now()));
                             if status.as_u16() == 201 && text.is_ok() {
-                                tally.record(window, started, per_request);
+                                let counted = tally.record(window, started, per_request);
+                                if let (true, Some((at, wall)), Ok(body)) = (counted, acked, &text)
+                                {
+                                    match largest_seq(body) {
+                                        Some(max_seq) => tally.acks.push(Ack {
+                                            at,
+                                            wall,
+                                            max_seq,
+                                            events: per_request,
+                                        }),
+                                        None => tally.fail("an answer without receipts".into()),
+                                    }
+                                }
                             } else {
                                 let text = text.map_or_else(
                                     |e| e.to_string(),
@@ -546,7 +721,9 @@ impl Bench {
                             )
                             .await;
                         match done {
-                            Ok(_) => tally.record(window, started, 1),
+                            Ok(_) => {
+                                tally.record(window, started, 1);
+                            }
                             Err(e) => tally.fail(e.to_string()),
                         }
                     }
@@ -626,7 +803,9 @@ impl Bench {
                         }
                         .await;
                         match result {
-                            Ok(rows) => tally.record(window, started, rows),
+                            Ok(rows) => {
+                                tally.record(window, started, rows);
+                            }
                             Err(e) => tally.fail(e.to_string()),
                         }
                     }
@@ -640,40 +819,49 @@ impl Bench {
 
     async fn singles(&self, name: &str, tenants: usize) -> anyhow::Result<Phase> {
         let keys = self.keys.clone();
-        self.http(
-            name,
-            "/v1/events",
-            self.args.connections,
-            self.single_bodies.clone(),
-            1,
-            move |i| keys[i % tenants].clone(),
-        )
+        let posts = Posts {
+            path: "/v1/events",
+            bodies: self.single_bodies.clone(),
+            per_request: 1,
+            acks: false,
+        };
+        self.http(name, self.args.connections, posts, move |i| {
+            keys[i % tenants].clone()
+        })
         .await
     }
 
-    async fn batches(&self, name: &str) -> anyhow::Result<Phase> {
+    /// Batches on `--batch-clients` connections to the first tenant; with
+    /// `acks`, every acknowledged batch is kept (scenario D).
+    async fn batches(&self, name: &str, acks: bool) -> anyhow::Result<Phase> {
         let key = self.keys[0].clone();
-        self.http(
-            name,
-            "/v1/events/batch",
-            self.args.batch_clients,
-            self.batch_bodies.clone(),
-            self.args.batch_size as u64,
-            move |_| key.clone(),
-        )
-        .await
+        let posts = Posts {
+            path: "/v1/events/batch",
+            bodies: self.batch_bodies.clone(),
+            per_request: self.args.batch_size as u64,
+            acks,
+        };
+        self.http(name, self.args.batch_clients, posts, move |_| key.clone())
+            .await
     }
 }
 
-/// Starts `annal serve` and waits for its "listening" line; returns the
-/// child and the address. Its output is drained (and warnings echoed) by
-/// two threads.
-fn spawn_server(args: &Args, app_url: &str, pepper: &Pepper) -> anyhow::Result<(Child, String)> {
+/// Starts `annal serve` (signing checkpoints with `signer`) and waits for
+/// its "listening" line; returns the child and the address. Its output is
+/// drained (and warnings echoed) by two threads.
+fn spawn_server(
+    args: &Args,
+    app_url: &str,
+    pepper: &Pepper,
+    signer: &NoteSigner,
+    requests: &Arc<RequestLog>,
+) -> anyhow::Result<(Child, String)> {
     let mut command = Command::new(&args.annal);
     command
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env("DATABASE_URL", app_url)
         .env("ANNAL_API_KEY_PEPPER", pepper.to_hex())
+        .env("ANNAL_SIGNING_KEY", signer.to_skey().as_str())
         .env("RUST_LOG", "info");
     for kv in &args.server_env {
         let (k, v) = kv
@@ -699,6 +887,7 @@ fn spawn_server(args: &Args, app_url: &str, pepper: &Pepper) -> anyhow::Result<(
     ];
     for stream in streams {
         let tx = tx.clone();
+        let requests = requests.clone();
         std::thread::spawn(move || {
             let mut echoed = 0;
             for line in BufReader::new(stream).lines() {
@@ -707,6 +896,7 @@ fn spawn_server(args: &Args, app_url: &str, pepper: &Pepper) -> anyhow::Result<(
                     let _ = tx.send(Err(line));
                     continue;
                 };
+                requests.note(&v);
                 if v["fields"]["message"] == "listening" {
                     if let Some(addr) = v["fields"]["http.addr"].as_str() {
                         let _ = tx.send(Ok(addr.to_owned()));
@@ -761,6 +951,1146 @@ fn ratio(a: &Phase, b: &Phase) -> f64 {
     a.rate() / b.rate().max(f64::MIN_POSITIVE)
 }
 
+/// Events that scenario D's inclusion proofs and first export need.
+const MILLION: u64 = 1_000_000;
+/// Records of the export whose verifier memory is compared with the 1M one.
+const SMALL_EXPORT: u64 = 100_000;
+/// Inclusion proofs requested (and as many checkpoint fetches).
+const PROOF_GETS: usize = 2000;
+/// New checkpoints signed to time `Checkpointer::sign_now`.
+const SIGN_ROUNDS: usize = 200;
+/// An acknowledged event should be covered by a signed checkpoint within
+/// this many seconds.
+const COVERAGE_TARGET_S: f64 = 1.0;
+/// Passes of the raw SHA-256 loop; the fastest one is the baseline.
+const RAW_PASSES: usize = 3;
+
+/// Coverage latencies of a set of events: acknowledgement to the
+/// `signed_at` of the first checkpoint that covers them.
+#[derive(Debug, Clone, Copy)]
+struct Coverage {
+    events: u64,
+    /// Events that no checkpoint covered by the end of the run.
+    uncovered: u64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    /// Share of events covered within [`COVERAGE_TARGET_S`].
+    within: f64,
+}
+
+impl Coverage {
+    /// From `(seconds, events)` pairs, `f64::INFINITY` meaning never.
+    fn of(mut samples: Vec<(f64, u64)>) -> Coverage {
+        samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let events: u64 = samples.iter().map(|s| s.1).sum();
+        let quantile = |p: f64| {
+            let rank = ((events as f64 * p).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (seconds, n) in &samples {
+                seen += n;
+                if seen >= rank {
+                    return *seconds;
+                }
+            }
+            f64::NAN
+        };
+        let sum = |keep: &dyn Fn(f64) -> bool| -> u64 {
+            samples.iter().filter(|s| keep(s.0)).map(|s| s.1).sum()
+        };
+        Coverage {
+            events,
+            uncovered: sum(&|s| s.is_infinite()),
+            p50: quantile(0.50),
+            p99: quantile(0.99),
+            max: samples.last().map_or(f64::NAN, |s| s.0),
+            within: sum(&|s| s <= COVERAGE_TARGET_S) as f64 / events.max(1) as f64,
+        }
+    }
+
+    fn text(&self) -> String {
+        let ms = |s: f64| {
+            if s.is_finite() {
+                format!("{:.0}", s * 1e3)
+            } else {
+                "never".to_owned()
+            }
+        };
+        format!(
+            "p50 {} ms  p99 {} ms  max {} ms  within {COVERAGE_TARGET_S} s {:.2}%  uncovered {}",
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max),
+            self.within * 100.0,
+            self.uncovered
+        )
+    }
+}
+
+/// One minute of the held phase.
+#[derive(Debug, Clone, Copy)]
+struct Minute {
+    seconds: f64,
+    coverage: Coverage,
+    checkpoints: usize,
+    /// CPU microseconds per event: annal, PostgreSQL.
+    cpu_per_event: [f64; 2],
+    /// Shares of the machine (all cores = 100): anything but this process,
+    /// annal and PostgreSQL; idle.
+    other_idle: [f64; 2],
+    /// Blocks read from outside PostgreSQL's shared buffers per 1,000
+    /// events: `annal.events`, `annal.tree_nodes`.
+    reads_per_k: [f64; 2],
+}
+
+impl Minute {
+    fn rate(&self) -> f64 {
+        self.coverage.events as f64 / self.seconds
+    }
+}
+
+/// Timings of `Checkpointer::sign_now`, each signing a new checkpoint.
+#[derive(Debug, Clone, Copy)]
+struct SignTimes {
+    /// Tree size of the last checkpoint signed.
+    size: u64,
+    signed: usize,
+    /// Rounds where the server's own checkpointer signed the size first
+    /// (left out of the timings).
+    lost: usize,
+    mean: Duration,
+    median: Duration,
+}
+
+impl SignTimes {
+    fn text(&self) -> String {
+        format!(
+            "sign_now at size {}: mean {:.2} ms, median {:.2} ms over {} new checkpoints ({} signed first by the server, left out)",
+            self.size,
+            self.mean.as_secs_f64() * 1e3,
+            self.median.as_secs_f64() * 1e3,
+            self.signed,
+            self.lost
+        )
+    }
+}
+
+/// One `GET /v1/export` streamed to a file.
+#[derive(Debug, Clone, Copy)]
+struct Export {
+    bytes: u64,
+    seconds: f64,
+    /// The server's VmRSS before, and the largest seen while streaming.
+    rss_before_kb: u64,
+    rss_max_kb: u64,
+}
+
+/// One run of `annal-verify FILE --vkey VKEY --json`.
+#[derive(Debug, Clone, Copy)]
+struct VerifyRun {
+    seconds: f64,
+    /// Largest VmHWM read from `/proc` while it ran.
+    peak_rss_kb: u64,
+    records: u64,
+    checkpoints: u64,
+}
+
+impl VerifyRun {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.seconds
+    }
+}
+
+/// Inclusion proofs at one tree size against checkpoint fetches, as the
+/// client timed them and as the server logged them.
+#[derive(Debug, Clone)]
+struct InclusionRun {
+    size: u64,
+    /// Client round trips, sorted.
+    proofs: Vec<Duration>,
+    fetches: Vec<Duration>,
+    /// The server's `duration_ms` (whole milliseconds rounded down), sorted.
+    logged_proofs: Vec<u64>,
+    logged_fetches: Vec<u64>,
+}
+
+impl InclusionRun {
+    fn logged(sorted: &[u64], p: f64) -> u64 {
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted.get(i).copied().unwrap_or(0)
+    }
+
+    /// Server-side p99 under 5 ms: logged in whole milliseconds rounded
+    /// down, that is at most 4.
+    fn met(&self) -> bool {
+        self.logged_proofs.len() == PROOF_GETS
+            && InclusionRun::logged(&self.logged_proofs, 0.99) < 5
+    }
+
+    fn ratio(&self, p: f64) -> f64 {
+        ms(quantile(&self.proofs, p)) / ms(quantile(&self.fetches, p)).max(f64::MIN_POSITIVE)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "server-side p99 {} ms as logged (i.e. < {} ms), client round trip p99 {:.2} ms, \
+             vs checkpoint fetch p50 {:.2}x p99 {:.2}x",
+            InclusionRun::logged(&self.logged_proofs, 0.99),
+            InclusionRun::logged(&self.logged_proofs, 0.99) + 1,
+            ms(quantile(&self.proofs, 0.99)),
+            self.ratio(0.5),
+            self.ratio(0.99),
+        )
+    }
+
+    fn print(&self) {
+        let max = |sorted: &[Duration]| ms(sorted.last().copied().unwrap_or_default());
+        println!(
+            "  {PROOF_GETS} inclusion proofs at size {} (all verified): p50 {:.2} ms p99 {:.2} ms max {:.2} ms; \
+             {PROOF_GETS} checkpoint fetches: p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+            self.size,
+            ms(quantile(&self.proofs, 0.5)),
+            ms(quantile(&self.proofs, 0.99)),
+            max(&self.proofs),
+            ms(quantile(&self.fetches, 0.5)),
+            ms(quantile(&self.fetches, 0.99)),
+            max(&self.fetches),
+        );
+        let logged = |sorted: &[u64]| {
+            format!(
+                "{} p50 {} p99 {} max {} ms",
+                sorted.len(),
+                InclusionRun::logged(sorted, 0.5),
+                InclusionRun::logged(sorted, 0.99),
+                sorted.last().copied().unwrap_or(0)
+            )
+        };
+        println!(
+            "    server-side (its duration_ms, whole ms rounded down): inclusion proofs {}; checkpoint fetches {}",
+            logged(&self.logged_proofs),
+            logged(&self.logged_fetches),
+        );
+    }
+}
+
+/// The baselines of `annal-verify`, over bytes already decoded in memory:
+/// one SHA-256 per record over the record bytes (the target's baseline),
+/// and every SHA-256 a verifier cannot skip (the hashing floor).
+#[derive(Debug, Clone)]
+struct RawHash {
+    records: u64,
+    /// Every pass of one SHA-256 per record, in order.
+    passes: Vec<Duration>,
+    /// Every pass of the hashing floor, in order.
+    floor_passes: Vec<Duration>,
+}
+
+impl RawHash {
+    fn best(passes: &[Duration]) -> Duration {
+        passes.iter().min().copied().unwrap_or(Duration::MAX)
+    }
+
+    fn rate(&self) -> f64 {
+        self.records as f64 / RawHash::best(&self.passes).as_secs_f64()
+    }
+
+    fn floor_rate(&self) -> f64 {
+        self.records as f64 / RawHash::best(&self.floor_passes).as_secs_f64()
+    }
+}
+
+/// Record bytes, payloads and salts of a bundle, decoded, and the bundle.
+struct Decoded {
+    file: Vec<u8>,
+    records: Vec<u8>,
+    record_ends: Vec<usize>,
+    payloads: Vec<u8>,
+    payload_ends: Vec<usize>,
+    salts: Vec<[u8; 32]>,
+}
+
+impl Decoded {
+    fn read(bundle: &Path) -> anyhow::Result<Decoded> {
+        let file = std::fs::read(bundle)?;
+        let mut decoded = Decoded {
+            file: Vec::new(),
+            records: Vec::new(),
+            record_ends: vec![0],
+            payloads: Vec::new(),
+            payload_ends: vec![0],
+            salts: Vec::new(),
+        };
+        for line in file.split(|b| *b == b'\n') {
+            if !line.starts_with(b"{\"seq\":") {
+                continue;
+            }
+            let line: RecordLine = serde_json::from_slice(line)?;
+            STANDARD.decode_vec(line.record.as_bytes(), &mut decoded.records)?;
+            decoded.record_ends.push(decoded.records.len());
+            let mut salt = [0; 32];
+            if let (Some(payload), Some(hex_salt)) = (line.payload, line.salt) {
+                STANDARD.decode_vec(payload.as_bytes(), &mut decoded.payloads)?;
+                hex::decode_to_slice(hex_salt, &mut salt)?;
+            }
+            decoded.payload_ends.push(decoded.payloads.len());
+            decoded.salts.push(salt);
+        }
+        decoded.file = file;
+        Ok(decoded)
+    }
+
+    fn records(&self) -> impl Iterator<Item = &[u8]> {
+        spans(&self.records, &self.record_ends)
+    }
+
+    /// One SHA-256 per record.
+    fn hash_records(&self) -> u8 {
+        let mut folded = 0u8;
+        for record in self.records() {
+            folded ^= Sha256::digest(record)[0];
+        }
+        folded
+    }
+
+    /// The SHA-256 work of verification alone (docs/FORMAT.md): the
+    /// bundle's digest, and per record its leaf, payload commitment and chain
+    /// link, and the Merkle tree's interior nodes (one per record, amortised).
+    fn hash_floor(&self) -> u8 {
+        let mut folded = Sha256::digest(&self.file)[0];
+        let mut chain = [0u8; 32];
+        let mut stack: Vec<[u8; 32]> = Vec::with_capacity(64);
+        let payloads = spans(&self.payloads, &self.payload_ends);
+        for (index, ((record, payload), salt)) in
+            self.records().zip(payloads).zip(&self.salts).enumerate()
+        {
+            let leaf: [u8; 32] = Sha256::new()
+                .chain_update([0u8])
+                .chain_update(record)
+                .finalize()
+                .into();
+            if !payload.is_empty() {
+                folded ^= Sha256::new()
+                    .chain_update(salt)
+                    .chain_update(payload)
+                    .finalize()[0];
+            }
+            chain = Sha256::new()
+                .chain_update([2u8])
+                .chain_update(chain)
+                .chain_update(leaf)
+                .finalize()
+                .into();
+            stack.push(leaf);
+            let mut merged = index;
+            while merged & 1 == 1 {
+                if let (Some(right), Some(left)) = (stack.pop(), stack.pop()) {
+                    stack.push(
+                        Sha256::new()
+                            .chain_update([1u8])
+                            .chain_update(left)
+                            .chain_update(right)
+                            .finalize()
+                            .into(),
+                    );
+                }
+                merged >>= 1;
+            }
+        }
+        folded ^ chain[0] ^ stack.first().map_or(0, |h| h[0])
+    }
+}
+
+/// The slices `bytes[ends[i]..ends[i + 1]]`.
+fn spans<'a>(bytes: &'a [u8], ends: &'a [usize]) -> impl Iterator<Item = &'a [u8]> {
+    ends.iter()
+        .zip(ends.iter().skip(1))
+        .filter_map(|(start, end)| bytes.get(*start..*end))
+}
+
+/// An answer of `GET /v1/proofs/inclusion`.
+#[derive(Deserialize)]
+struct InclusionAnswer {
+    leaf_index: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    audit_path: Vec<String>,
+    checkpoint: String,
+}
+
+/// A record line of an export bundle (the part the baseline reads).
+#[derive(Deserialize)]
+struct RecordLine {
+    record: String,
+    payload: Option<String>,
+    salt: Option<String>,
+}
+
+/// A number in kB from `/proc/<pid>/status`, e.g. `VmRSS:` or `VmHWM:`.
+fn status_kb(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn mib(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The value at quantile `p` of sorted durations (nearest rank).
+fn quantile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+/// Runs `annal-verify BUNDLE --vkey VKEY --json`, polling its peak RSS
+/// (VmHWM) every 5 ms; fails unless it exits 0.
+fn run_verifier(verifier: &Path, bundle: &Path, vkey: &str) -> anyhow::Result<VerifyRun> {
+    let started = Instant::now();
+    let mut child = Command::new(verifier)
+        .arg(bundle)
+        .args(["--vkey", vkey, "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", verifier.display()))?;
+    let drain = |stream: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut stream) = stream {
+                let _ = stream.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let pid = child.id().to_string();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kb) = status_kb(&pid, "VmHWM:") {
+            peak = peak.max(kb);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
+        bail!(
+            "annal-verify {}: {status}: {stdout} {stderr}",
+            bundle.display()
+        );
+    }
+    let report: serde_json::Value = serde_json::from_str(stdout.trim())
+        .with_context(|| format!("annal-verify's report: {stdout}"))?;
+    if report["ok"] != true {
+        bail!("annal-verify did not say ok: {stdout}");
+    }
+    let count = |key: &str| report["report"][key].as_u64().unwrap_or(0);
+    Ok(VerifyRun {
+        seconds,
+        peak_rss_kb: peak,
+        records: count("records_checked"),
+        checkpoints: count("checkpoints_verified"),
+    })
+}
+
+/// Decodes every record of `bundle` into memory, then times passes of one
+/// SHA-256 per record and of the hashing floor, alternately.
+fn raw_sha256(bundle: &Path) -> anyhow::Result<RawHash> {
+    let decoded = Decoded::read(bundle)?;
+    let time = |pass: &dyn Fn() -> u8| {
+        let started = Instant::now();
+        std::hint::black_box(pass());
+        started.elapsed()
+    };
+    let mut raw = RawHash {
+        records: decoded.salts.len() as u64,
+        passes: Vec::with_capacity(RAW_PASSES),
+        floor_passes: Vec::with_capacity(RAW_PASSES),
+    };
+    for _ in 0..RAW_PASSES {
+        raw.passes.push(time(&|| decoded.hash_records()));
+        raw.floor_passes.push(time(&|| decoded.hash_floor()));
+    }
+    Ok(raw)
+}
+
+/// Coverage of every acknowledged batch of `held` by the checkpoints
+/// `signed` (size, signed_at; sorted by size): overall, and per minute of
+/// the window with the CPU between the minute's `snapshots`.
+fn coverage(
+    held: &Phase,
+    signed: &[(u64, DateTime<Utc>)],
+    snapshots: &[Snapshot],
+) -> (Coverage, Vec<Minute>) {
+    let latency = |ack: &Ack| {
+        // The first checkpoint whose tree holds the batch's largest seq; a
+        // batch commits in one transaction, so it covers the whole batch.
+        let first = signed.partition_point(|(size, _)| *size <= ack.max_seq);
+        signed.get(first).map_or(f64::INFINITY, |(_, at)| {
+            (*at - ack.wall).to_std().map_or(0.0, |d| d.as_secs_f64())
+        })
+    };
+    let overall = Coverage::of(held.acks.iter().map(|a| (latency(a), a.events)).collect());
+    let length = (held.window.1 - held.window.0).as_secs_f64();
+    let count = (length / 60.0).ceil().max(1.0) as usize;
+    let minutes = (0..count)
+        .map(|m| {
+            let start = 60.0 * m as f64;
+            let seconds = (length - start).min(60.0);
+            let in_minute = |offset: f64| offset >= start && offset < start + 60.0;
+            let samples = held
+                .acks
+                .iter()
+                .filter(|a| in_minute((a.at - held.window.0).as_secs_f64()))
+                .map(|a| (latency(a), a.events))
+                .collect();
+            let coverage = Coverage::of(samples);
+            let checkpoints = signed
+                .iter()
+                .filter(|(_, at)| {
+                    (*at - held.wall.0)
+                        .to_std()
+                        .is_ok_and(|d| d.as_secs_f64() <= length && in_minute(d.as_secs_f64()))
+                })
+                .count();
+            let per_event = |ticks: Option<u64>| {
+                ticks.map_or(f64::NAN, |t| t as f64 * 1e4 / coverage.events.max(1) as f64)
+            };
+            let (from, to) = (snapshots.get(m), snapshots.get(m + 1));
+            let delta = |pick: fn(&Snapshot) -> u64| {
+                from.zip(to).map(|(a, b)| pick(b).saturating_sub(pick(a)))
+            };
+            let cpu = |pick: fn(&Snapshot) -> u64| per_event(delta(pick));
+            let share = |ticks: Option<u64>| {
+                ticks
+                    .zip(delta(|s| s.total))
+                    .map_or(f64::NAN, |(t, total)| {
+                        100.0 * t as f64 / total.max(1) as f64
+                    })
+            };
+            let busy = delta(|s| s.busy);
+            let ours = delta(|s| s.me + s.annal + s.postgres);
+            let other = busy.zip(ours).map(|(b, o)| b.saturating_sub(o));
+            let idle = delta(|s| s.total)
+                .zip(busy)
+                .map(|(t, b)| t.saturating_sub(b));
+            let reads = |pick: fn(&Snapshot) -> i64| {
+                from.zip(to).map_or(f64::NAN, |(a, b)| {
+                    (pick(b) - pick(a)) as f64 * 1e3 / coverage.events.max(1) as f64
+                })
+            };
+            Minute {
+                seconds,
+                coverage,
+                checkpoints,
+                cpu_per_event: [cpu(|s| s.annal), cpu(|s| s.postgres)],
+                other_idle: [share(other), share(idle)],
+                reads_per_k: [reads(|s| s.events_reads), reads(|s| s.tree_reads)],
+            }
+        })
+        .collect();
+    (overall, minutes)
+}
+
+impl Bench {
+    /// Scenario D: what an auditor gets from a ledger under held load.
+    async fn verifiability(&self) -> anyhow::Result<()> {
+        let tenant = *self
+            .tenant_ids
+            .first()
+            .ok_or_else(|| anyhow!("no tenant"))?;
+        let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+        // The same signing code and key as the server's, on a pool of its own.
+        let checkpointer = Checkpointer::new(
+            Store::connect(&self.app_url, 2)?,
+            self.keyring.clone(),
+            Arc::new(SystemClock),
+            DEFAULT_INTERVAL,
+        );
+
+        println!("D0 signing at a small tree");
+        let sign_small = self.time_signing(&checkpointer, &http, tenant).await?;
+        println!("  {}", sign_small.text());
+
+        println!("D1 held batch ingest");
+        let minutes = self.args.duration.div_ceil(60);
+        let from = Instant::now() + Duration::from_secs(self.args.warmup);
+        let (held, snapshots) = tokio::join!(
+            self.batches("D1 annal: batch POSTs, held", true),
+            self.minute_snapshots(from, minutes)
+        );
+        let held = held?;
+        // The events acknowledged last wait up to an interval for their checkpoint.
+        tokio::time::sleep(DEFAULT_INTERVAL * 3).await;
+        let signed = self.checkpoints(tenant).await?;
+        let in_window = signed
+            .iter()
+            .filter(|(_, at)| *at >= held.wall.0 && *at <= held.wall.1)
+            .count();
+        let (overall, per_minute) = coverage(&held, &signed, &snapshots);
+        let size_after_d1 = self.log_size(tenant).await?;
+        println!(
+            "  coverage of {} acknowledged events: {}",
+            overall.events,
+            overall.text()
+        );
+        println!(
+            "  {in_window} checkpoints signed in the window; log size after the phase {size_after_d1}; \
+             CPU s annal {:.1} pg {:.1}",
+            held.cpu_seconds[0], held.cpu_seconds[1]
+        );
+        println!(
+            "  minute  events/s  cpu-us/ev annal    pg  cpu% other idle  blocks read/1k ev events tree  checkpoints  coverage"
+        );
+        for (m, minute) in per_minute.iter().enumerate() {
+            println!(
+                "  {:>6}  {:>8.0}  {:>15.1}  {:>4.1}  {:>10.0} {:>4.0}  {:>24.1} {:>4.2}  {:>11}  {}",
+                m + 1,
+                minute.rate(),
+                minute.cpu_per_event[0],
+                minute.cpu_per_event[1],
+                minute.other_idle[0],
+                minute.other_idle[1],
+                minute.reads_per_k[0],
+                minute.reads_per_k[1],
+                minute.checkpoints,
+                minute.coverage.text()
+            );
+        }
+
+        println!("D2 signing at the large tree");
+        let sign_large = self.time_signing(&checkpointer, &http, tenant).await?;
+        println!("  {}", sign_large.text());
+        let ingest_cpu = held.cpu_seconds[0] + held.cpu_seconds[1];
+        let signing = in_window as f64 * sign_large.mean.as_secs_f64();
+        let share = signing / ingest_cpu.max(f64::MIN_POSITIVE);
+
+        println!("D3 inclusion proofs");
+        let size = self.top_up(tenant, MILLION).await?;
+        println!("  log size {size} (topped up from {size_after_d1})");
+        let (note, checkpoint) = self.latest_checkpoint(&http, MILLION).await?;
+        let at_latest = self.inclusion(&http, &note, &checkpoint).await?;
+        at_latest.print();
+        // The target names 1M events: the same at the first checkpoint of at
+        // least that size, when the log has grown past it.
+        let at_million = match self.signed_at_least(&http, tenant, MILLION).await? {
+            Some((note, checkpoint)) if checkpoint.size < at_latest.size => {
+                let run = self.inclusion(&http, &note, &checkpoint).await?;
+                run.print();
+                run
+            }
+            _ => at_latest.clone(),
+        };
+
+        println!("D4 export and offline verification");
+        let verifier = self.args.annal.with_file_name("annal-verify");
+        let vkey = self.vkey.to_vkey();
+        let big_file = self.scratch.join("export-1m.jsonl");
+        let big_export = self.export(&http, MILLION - 1, &big_file).await?;
+        let big = {
+            let (verifier, file, vkey) = (verifier.clone(), big_file.clone(), vkey.clone());
+            tokio::task::spawn_blocking(move || run_verifier(&verifier, &file, &vkey)).await??
+        };
+        let raw = {
+            let file = big_file.clone();
+            tokio::task::spawn_blocking(move || raw_sha256(&file)).await??
+        };
+        let _ = std::fs::remove_file(&big_file);
+        if raw.records != big.records {
+            bail!(
+                "the baseline read {} records, annal-verify checked {}",
+                raw.records,
+                big.records
+            );
+        }
+        let small_file = self.scratch.join("export-100k.jsonl");
+        let small_export = self.export(&http, SMALL_EXPORT - 1, &small_file).await?;
+        let small = {
+            let (verifier, file) = (verifier.clone(), small_file.clone());
+            tokio::task::spawn_blocking(move || run_verifier(&verifier, &file, &vkey)).await??
+        };
+        let _ = std::fs::remove_file(&small_file);
+        for (export, run) in [(&big_export, &big), (&small_export, &small)] {
+            println!(
+                "  export of {} records: {:.1} MB in {:.2} s ({:.0} records/s); server VmRSS {:.1} MiB before, max {:.1} MiB during; \
+                 annal-verify: {:.2} s ({:.0} records/s, {} checkpoints), peak RSS {:.1} MiB, exit 0",
+                run.records,
+                export.bytes as f64 / 1e6,
+                export.seconds,
+                run.records as f64 / export.seconds,
+                mib(export.rss_before_kb),
+                mib(export.rss_max_kb),
+                run.seconds,
+                run.rate(),
+                run.checkpoints,
+                mib(run.peak_rss_kb),
+            );
+        }
+        let seconds = |passes: &[Duration]| {
+            let texts: Vec<String> = passes
+                .iter()
+                .map(|d| format!("{:.3}", d.as_secs_f64()))
+                .collect();
+            texts.join(", ")
+        };
+        println!(
+            "  raw SHA-256, one per record over the same {} records: passes {} s; best {:.0} records/s",
+            raw.records,
+            seconds(&raw.passes),
+            raw.rate()
+        );
+        println!(
+            "  hashing floor (bundle digest + leaf, commitment, chain link, Merkle node per record): \
+             passes {} s; best {:.0} records/s ({:.2}x of one SHA-256 per record)",
+            seconds(&raw.floor_passes),
+            raw.floor_rate(),
+            raw.floor_rate() / raw.rate()
+        );
+
+        let verify_ratio = big.rate() / raw.rate();
+        let memory_ratio = big.peak_rss_kb as f64 / small.peak_rss_kb.max(1) as f64;
+        let (first, last) = (per_minute.first(), per_minute.last());
+        let rate_ratio = first.zip(last).map_or(f64::NAN, |(f, l)| {
+            l.rate() / f.rate().max(f64::MIN_POSITIVE)
+        });
+        let sign_ratio = [
+            sign_large.mean.as_secs_f64() / sign_small.mean.as_secs_f64(),
+            sign_large.median.as_secs_f64() / sign_small.median.as_secs_f64(),
+        ];
+        let database_bytes = self
+            .stats
+            .query_one("SELECT pg_database_size(current_database())::int8", &[])
+            .await?
+            .try_get::<_, i64>(0)?;
+
+        println!("summary (scenario D)");
+        println!(
+            "  1. annal-verify {:.0} records/s vs raw SHA-256 {:.0} records/s: ratio {verify_ratio:.3} (target >= 0.5): {} \
+             (vs the hashing floor {:.0} records/s: {:.2}); \
+             peak RSS {:.1} MiB at {} records vs {:.1} MiB at {} ({memory_ratio:.2}x; flat if <= 1.25x): {}",
+            big.rate(),
+            raw.rate(),
+            verdict(verify_ratio >= 0.5),
+            raw.floor_rate(),
+            big.rate() / raw.floor_rate(),
+            mib(big.peak_rss_kb),
+            big.records,
+            mib(small.peak_rss_kb),
+            small.records,
+            verdict(memory_ratio <= 1.25),
+        );
+        println!(
+            "  2. inclusion proof at size {}: {} (target < 5 ms): {}; at size {}: {}",
+            at_million.size,
+            at_million.summary(),
+            verdict(at_million.met()),
+            at_latest.size,
+            at_latest.summary(),
+        );
+        println!(
+            "  3. signing: {in_window} checkpoints x {:.2} ms = {signing:.2} s of {ingest_cpu:.1} CPU s (annal + pg) = {:.3}% (target < 1%): {}",
+            ms(sign_large.mean),
+            share * 100.0,
+            verdict(share < 0.01),
+        );
+        println!(
+            "  4. coverage p99 {:.0} ms, {:.2}% within 1 s (target p99 <= 1 s): {}; events/s last/first minute {rate_ratio:.2}; \
+             sign_now at size {} / at size {}: mean {:.2}x, median {:.2}x",
+            overall.p99 * 1e3,
+            overall.within * 100.0,
+            verdict(overall.p99 <= COVERAGE_TARGET_S && overall.uncovered == 0),
+            sign_large.size,
+            sign_small.size,
+            sign_ratio[0],
+            sign_ratio[1],
+        );
+        println!(
+            "  database size at the end: {:.2} GB; annal.events of the tenant: {}",
+            database_bytes as f64 / 1e9,
+            self.log_size(tenant).await?
+        );
+        Ok(())
+    }
+
+    /// A [`Snapshot`] at `from` and at the end of each of `minutes` minutes
+    /// after it (the last one at the end of the measured window).
+    async fn minute_snapshots(&self, from: Instant, minutes: u64) -> Vec<Snapshot> {
+        let mut snapshots = Vec::new();
+        for m in 0..=minutes {
+            let at = from + Duration::from_secs((60 * m).min(self.args.duration));
+            tokio::time::sleep_until(at.into()).await;
+            match self.snapshot().await {
+                Ok(s) => snapshots.push(s),
+                Err(_) => break,
+            }
+        }
+        snapshots
+    }
+
+    /// Appends one event and times `checkpointer.sign_now`, [`SIGN_ROUNDS`]
+    /// times.
+    async fn time_signing(
+        &self,
+        checkpointer: &Checkpointer,
+        http: &reqwest::Client,
+        tenant: TenantId,
+    ) -> anyhow::Result<SignTimes> {
+        let url = format!("{}/v1/events", self.base_url);
+        let mut times = Vec::with_capacity(SIGN_ROUNDS);
+        let mut lost = 0;
+        let mut size = 0;
+        for n in 0..SIGN_ROUNDS {
+            let body = self.single_bodies[n % self.single_bodies.len()];
+            let posted = http
+                .post(&url)
+                .bearer_auth(&self.keys[0])
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await?;
+            if posted.status().as_u16() != 201 {
+                bail!("posting an event: {}", posted.status());
+            }
+            let started = Instant::now();
+            let signed = checkpointer
+                .sign_now(tenant)
+                .await
+                .map_err(|e| anyhow!("signing a checkpoint: {e}"))?;
+            let took = started.elapsed();
+            match signed {
+                Signed::New(checkpoint) => {
+                    size = checkpoint.size;
+                    times.push(took);
+                }
+                Signed::Current(_) => lost += 1,
+            }
+        }
+        if times.is_empty() {
+            bail!("no checkpoint was signed by the example");
+        }
+        let mean = times.iter().sum::<Duration>() / times.len() as u32;
+        times.sort_unstable();
+        Ok(SignTimes {
+            size,
+            signed: times.len(),
+            lost,
+            mean,
+            median: quantile(&times, 0.5),
+        })
+    }
+
+    /// Every checkpoint of `tenant`: size and signed_at, by size.
+    async fn checkpoints(&self, tenant: TenantId) -> anyhow::Result<Vec<(u64, DateTime<Utc>)>> {
+        let rows = self
+            .stats
+            .query(
+                "SELECT size, signed_at FROM annal.checkpoints WHERE tenant_id = $1 ORDER BY size",
+                &[&tenant.as_uuid()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((u64::try_from(r.try_get::<_, i64>(0)?)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// The number of events of `tenant`.
+    async fn log_size(&self, tenant: TenantId) -> anyhow::Result<u64> {
+        let size: i64 = self
+            .stats
+            .query_one(
+                "SELECT coalesce(max(seq) + 1, 0)::int8 FROM annal.events WHERE tenant_id = $1",
+                &[&tenant.as_uuid()],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(u64::try_from(size)?)
+    }
+
+    /// Posts batches on `--batch-clients` connections until `tenant` has at
+    /// least `target` events; returns the log size.
+    async fn top_up(&self, tenant: TenantId, target: u64) -> anyhow::Result<u64> {
+        let size = Arc::new(AtomicU64::new(self.log_size(tenant).await?));
+        let url = format!("{}/v1/events/batch", self.base_url);
+        let workers: Vec<_> = (0..self.args.batch_clients.max(1))
+            .map(|i| {
+                let (size, url, bodies) = (size.clone(), url.clone(), self.batch_bodies.clone());
+                let key = self.keys[0].clone();
+                tokio::spawn(async move {
+                    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+                    let mut n = i;
+                    while size.load(Ordering::Relaxed) < target {
+                        n = n.wrapping_add(1);
+                        let resp = http
+                            .post(&url)
+                            .bearer_auth(&key)
+                            .header("content-type", "application/json")
+                            .body(bodies[n % bodies.len()])
+                            .send()
+                            .await?;
+                        let status = resp.status();
+                        let body = resp.bytes().await?;
+                        if status.as_u16() != 201 {
+                            bail!("topping up: {status}: {}", String::from_utf8_lossy(&body));
+                        }
+                        let seq = largest_seq(&body)
+                            .ok_or_else(|| anyhow!("an answer without receipts"))?;
+                        size.fetch_max(seq + 1, Ordering::Relaxed);
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await??;
+        }
+        self.log_size(tenant).await
+    }
+
+    /// `GET /v1/checkpoint`, once it answers a checkpoint of at least
+    /// `size` (the server signs on demand at most once per interval, so the
+    /// newest events may wait for the background signer), its signature
+    /// verified with the server's public key.
+    async fn latest_checkpoint(
+        &self,
+        http: &reqwest::Client,
+        size: u64,
+    ) -> anyhow::Result<(String, annal::ledger::Checkpoint)> {
+        let deadline = Instant::now() + DEFAULT_INTERVAL * 30;
+        loop {
+            let resp = http
+                .get(format!("{}/v1/checkpoint", self.base_url))
+                .bearer_auth(&self.keys[0])
+                .send()
+                .await?;
+            if resp.status().as_u16() != 200 {
+                bail!("GET /v1/checkpoint: {}", resp.status());
+            }
+            let note = resp.text().await?;
+            let signed = SignedCheckpoint::parse(&note)
+                .map_err(|e| anyhow!("the latest checkpoint: {e}"))?;
+            signed
+                .verify(std::slice::from_ref(&self.vkey))
+                .map_err(|e| anyhow!("the latest checkpoint's signature: {e}"))?;
+            if signed.checkpoint().size >= size {
+                return Ok((note, signed.checkpoint().clone()));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no checkpoint of at least {size} events after {} s",
+                    (DEFAULT_INTERVAL * 30).as_secs()
+                );
+            }
+            tokio::time::sleep(DEFAULT_INTERVAL / 4).await;
+        }
+    }
+
+    /// A timed GET of `url` that must answer 200; the body after the clock
+    /// stops.
+    async fn get_timed(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+    ) -> anyhow::Result<(Duration, Vec<u8>)> {
+        let started = Instant::now();
+        let resp = http.get(url).bearer_auth(&self.keys[0]).send().await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        let took = started.elapsed();
+        if status.as_u16() != 200 {
+            bail!("GET {url}: {status}: {}", String::from_utf8_lossy(&body));
+        }
+        Ok((took, body.to_vec()))
+    }
+
+    /// [`Bench::prove`] with the server's log of the requests.
+    async fn inclusion(
+        &self,
+        http: &reqwest::Client,
+        note: &str,
+        checkpoint: &annal::ledger::Checkpoint,
+    ) -> anyhow::Result<InclusionRun> {
+        self.requests.collecting.store(true, Ordering::Relaxed);
+        let proved = self.prove(http, note, checkpoint).await;
+        // The last log lines are still on their way through the pipe.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.requests.collecting.store(false, Ordering::Relaxed);
+        let (proofs, fetches) = proved?;
+        Ok(InclusionRun {
+            size: checkpoint.size,
+            proofs,
+            fetches,
+            logged_proofs: self.requests.take("/v1/proofs/inclusion"),
+            logged_fetches: self.requests.take("/v1/checkpoints/{size}"),
+        })
+    }
+
+    /// The first checkpoint of `tenant` of at least `size`, fetched through
+    /// `GET /v1/checkpoints/{size}` and its signature verified.
+    async fn signed_at_least(
+        &self,
+        http: &reqwest::Client,
+        tenant: TenantId,
+        size: u64,
+    ) -> anyhow::Result<Option<(String, annal::ledger::Checkpoint)>> {
+        let signed = self.checkpoints(tenant).await?;
+        let Some((size, _)) = signed.iter().find(|(s, _)| *s >= size) else {
+            return Ok(None);
+        };
+        let url = format!("{}/v1/checkpoints/{size}", self.base_url);
+        let (_, body) = self.get_timed(http, &url).await?;
+        let note = String::from_utf8(body)?;
+        let parsed =
+            SignedCheckpoint::parse(&note).map_err(|e| anyhow!("checkpoint {size}: {e}"))?;
+        parsed
+            .verify(std::slice::from_ref(&self.vkey))
+            .map_err(|e| anyhow!("checkpoint {size}'s signature: {e}"))?;
+        Ok(Some((note, parsed.checkpoint().clone())))
+    }
+
+    /// [`PROOF_GETS`] inclusion proofs of random seqs at `checkpoint`, each
+    /// verified against its root after the clock stops, interleaved with as
+    /// many fetches of the checkpoint itself (one primary-key lookup
+    /// through the same HTTP and auth stack). Both sorted.
+    async fn prove(
+        &self,
+        http: &reqwest::Client,
+        note: &str,
+        checkpoint: &annal::ledger::Checkpoint,
+    ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+        let size = checkpoint.size;
+        let fetch_url = format!("{}/v1/checkpoints/{size}", self.base_url);
+        let mut rng = StdRng::seed_from_u64(size);
+        let mut proofs = Vec::with_capacity(PROOF_GETS);
+        let mut fetches = Vec::with_capacity(PROOF_GETS);
+        for i in 0..PROOF_GETS {
+            let seq = rng.gen_range(0..size);
+            let proof_url = format!(
+                "{}/v1/proofs/inclusion?seq={seq}&tree_size={size}",
+                self.base_url
+            );
+            let fetch_first = i % 2 == 0;
+            if fetch_first {
+                fetches.push(self.fetch_checkpoint(http, &fetch_url, note).await?);
+            }
+            let (took, body) = self.get_timed(http, &proof_url).await?;
+            proofs.push(took);
+            if !fetch_first {
+                fetches.push(self.fetch_checkpoint(http, &fetch_url, note).await?);
+            }
+            let answer: InclusionAnswer = serde_json::from_slice(&body)?;
+            if answer.leaf_index != seq || answer.tree_size != size || answer.checkpoint != note {
+                bail!("the inclusion proof of seq {seq} is for another leaf, size or checkpoint");
+            }
+            let leaf = TreeHash::from_base64(&answer.leaf_hash)?;
+            let path = answer
+                .audit_path
+                .iter()
+                .map(|h| TreeHash::from_base64(h))
+                .collect::<Result<Vec<_>, _>>()?;
+            verify_inclusion(seq, size, &leaf, &path, &checkpoint.root)
+                .map_err(|e| anyhow!("the inclusion proof of seq {seq}: {e}"))?;
+        }
+        proofs.sort_unstable();
+        fetches.sort_unstable();
+        Ok((proofs, fetches))
+    }
+
+    async fn fetch_checkpoint(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        note: &str,
+    ) -> anyhow::Result<Duration> {
+        let (took, body) = self.get_timed(http, url).await?;
+        if body != note.as_bytes() {
+            bail!("GET {url} answered another checkpoint");
+        }
+        Ok(took)
+    }
+
+    /// Streams `GET /v1/export?to_seq=…` into `file`, sampling the server's
+    /// VmRSS every 100 ms meanwhile.
+    async fn export(
+        &self,
+        http: &reqwest::Client,
+        to_seq: u64,
+        file: &Path,
+    ) -> anyhow::Result<Export> {
+        let pid = self.server_pid.to_string();
+        let rss_before_kb = status_kb(&pid, "VmRSS:").unwrap_or(0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = tokio::spawn({
+            let (stop, pid) = (stop.clone(), pid.clone());
+            async move {
+                let mut max = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    max = max.max(status_kb(&pid, "VmRSS:").unwrap_or(0));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                max
+            }
+        });
+        let started = Instant::now();
+        let streamed: anyhow::Result<u64> = async {
+            let mut resp = http
+                .get(format!("{}/v1/export?to_seq={to_seq}", self.base_url))
+                .bearer_auth(&self.keys[0])
+                .send()
+                .await?;
+            if resp.status().as_u16() != 200 {
+                bail!("GET /v1/export: {}", resp.status());
+            }
+            let mut out = BufWriter::new(File::create(file)?);
+            let mut bytes = 0;
+            while let Some(chunk) = resp.chunk().await? {
+                bytes += chunk.len() as u64;
+                out.write_all(&chunk)?;
+            }
+            out.flush()?;
+            Ok(bytes)
+        }
+        .await;
+        let seconds = started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        let rss_max_kb = sampler.await?.max(status_kb(&pid, "VmRSS:").unwrap_or(0));
+        Ok(Export {
+            bytes: streamed?,
+            seconds,
+            rss_before_kb,
+            rss_max_kb,
+        })
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -807,6 +2137,7 @@ async fn run(args: Args, cluster: Cluster, teardown: &mut Teardown) -> anyhow::R
     let pepper = Pepper::generate();
     let key_store = Keys::new(store.clone(), pepper.clone(), clock.clone());
     let mut keys = Vec::new();
+    let mut tenant_ids = Vec::new();
     for i in 0..args.tenants.max(1) {
         let tenant = tenants::create(&store, &clock, &format!("load-{i}"))
             .await
@@ -816,11 +2147,17 @@ async fn run(args: Args, cluster: Cluster, teardown: &mut Teardown) -> anyhow::R
             .await
             .map_err(|e| anyhow!("creating a key: {e}"))?;
         keys.push(key.api_key);
+        tenant_ids.push(tenant.tenant_id);
     }
     drop(key_store);
     drop(store);
 
-    let (child, addr) = spawn_server(&args, &app_url, &pepper)?;
+    // Scenario D signs and verifies with the server's own key.
+    let signer = NoteSigner::generate("annal.load")?;
+    let vkey = signer.verifier_key();
+    let keyring = Arc::new(Keyring::new(vec![signer])?);
+    let requests = Arc::new(RequestLog::default());
+    let (child, addr) = spawn_server(&args, &app_url, &pepper, keyring.signer(), &requests)?;
     let server_pid = child.id();
     teardown.server = Some(child);
     let base_url = format!("http://{addr}");
@@ -914,9 +2251,15 @@ async fn run(args: Args, cluster: Cluster, teardown: &mut Teardown) -> anyhow::R
 
     let bench = Bench {
         cluster: cluster.clone(),
+        scratch: teardown.root.clone(),
+        app_url,
         server_pid,
         base_url,
         keys,
+        tenant_ids,
+        keyring,
+        vkey,
+        requests,
         single_bodies: Arc::new(single_bodies),
         batch_bodies: Arc::new(batch_bodies),
         templates: Arc::new(templates),
@@ -926,6 +2269,9 @@ async fn run(args: Args, cluster: Cluster, teardown: &mut Teardown) -> anyhow::R
     };
 
     let mut ratios: HashMap<&str, Vec<f64>> = HashMap::new();
+    if bench.args.scenario == Scenario::D {
+        return bench.verifiability().await;
+    }
     let run = |s: Scenario| bench.args.scenario == s || bench.args.scenario == Scenario::All;
     for round in 1..=bench.args.rounds {
         let flip = round % 2 == 0;
@@ -959,9 +2305,13 @@ async fn run(args: Args, cluster: Cluster, teardown: &mut Teardown) -> anyhow::R
             let (annal, one, many) = if flip {
                 let one = bench.copies(one_name, 1).await?;
                 let many = bench.copies(&many_name, streams).await?;
-                (bench.batches("B annal: batch POSTs").await?, one, many)
+                (
+                    bench.batches("B annal: batch POSTs", false).await?,
+                    one,
+                    many,
+                )
             } else {
-                let annal = bench.batches("B annal: batch POSTs").await?;
+                let annal = bench.batches("B annal: batch POSTs", false).await?;
                 let one = bench.copies(one_name, 1).await?;
                 (annal, one, bench.copies(&many_name, streams).await?)
             };
