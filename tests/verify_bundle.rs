@@ -1012,6 +1012,150 @@ fn the_golden_checkpoint_and_proof_file_are_the_documented_bytes() {
 }
 
 // ---------------------------------------------------------------------------
+// Long bundles, read ahead and checked on several threads.
+
+/// A bundle of seqs 0..3000 with a checkpoint every 1,000: close to 1 MB,
+/// so it is read in many batches.
+fn long() -> (Log, Vec<u8>) {
+    let log = Log::new(3000, 0);
+    let bytes = bundle(&log, &Export::new(0..3000, &[1000, 2000, 3000]));
+    (log, bytes)
+}
+
+/// Gives a record's payload a salt it was not committed with (and its
+/// line another key order).
+fn resalt(lines: &mut [String], seq: u64) {
+    let i = record_line(lines, seq);
+    let mut line = parse(&lines[i]);
+    line["salt"] = json!("00".repeat(32));
+    lines[i] = line.to_string();
+}
+
+/// The failure's code, seq and 1-based line.
+fn failure_at(result: Result<BundleReport, BundleFailure>) -> (&'static str, Option<u64>, u64) {
+    match result {
+        Ok(report) => panic!("expected a failure, got {report:?}"),
+        Err(failure) => (failure.code(), failure.seq.map(|s| s.value()), failure.line),
+    }
+}
+
+#[test]
+fn a_long_bundle_verifies_and_reports_progress_after_every_line() {
+    let (log, bytes) = long();
+    let mut progress = Vec::new();
+    let report = verify_bundle(&bytes[..], &with_keys(), &mut |consumed| {
+        progress.push(consumed)
+    })
+    .unwrap();
+    assert_eq!(
+        (report.records_checked, report.checkpoints_verified),
+        (3000, 3)
+    );
+    assert_eq!(report.chain_head, log.chain[2999]);
+    let line_ends: Vec<u64> = (1..=bytes.len() as u64)
+        .filter(|&end| bytes[end as usize - 1] == b'\n')
+        .collect();
+    assert_eq!(progress, line_ends);
+
+    // A byte that only the end line's digest covers, far into the bundle.
+    let mut spaced = lines(&bytes);
+    let i = record_line(&spaced, 2999);
+    spaced[i] = spaced[i].replacen('{', "{ ", 1);
+    let mut text = spaced.join("\n");
+    text.push('\n');
+    assert_eq!(failure(verify(text.as_bytes())).0, "bundle_hash_mismatch");
+}
+
+#[test]
+fn in_a_long_bundle_the_first_fault_in_line_order_is_reported() {
+    let (_, bytes) = long();
+    let lines = lines(&bytes);
+
+    // A gap, then a payload that does not match its commitment.
+    let mut faults = lines.clone();
+    faults.remove(record_line(&faults, 1200));
+    resalt(&mut faults, 2500);
+    let at = record_line(&faults, 1201) as u64 + 1;
+    assert_eq!(
+        failure_at(verify(&reseal(&faults))),
+        ("gap", Some(1200), at)
+    );
+
+    // The same faults the other way round.
+    let mut faults = lines.clone();
+    let at = record_line(&faults, 700) as u64 + 1;
+    resalt(&mut faults, 700);
+    faults.remove(record_line(&faults, 2500));
+    assert_eq!(
+        failure_at(verify(&reseal(&faults))),
+        ("payload_commitment_mismatch", Some(700), at)
+    );
+
+    // A line that is not JSON after a fault in the records.
+    let mut faults = lines.clone();
+    let at = record_line(&faults, 1800) as u64 + 1;
+    resalt(&mut faults, 1800);
+    let late = record_line(&faults, 2900);
+    faults[late] = "{".to_owned();
+    assert_eq!(
+        failure_at(verify(&reseal(&faults))),
+        ("payload_commitment_mismatch", Some(1800), at)
+    );
+}
+
+/// Yields its bytes, then fails.
+struct FailingAfter<'a>(&'a [u8]);
+
+impl std::io::Read for FailingAfter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(std::io::Error::other("the disk went away"));
+        }
+        self.0.read(buf)
+    }
+}
+
+#[test]
+fn a_long_bundle_cut_short_or_unreadable_fails_at_the_line_it_stops_in() {
+    let (_, bytes) = long();
+    let line_starts: Vec<usize> = (0..bytes.len())
+        .filter(|&at| at == 0 || bytes[at - 1] == b'\n')
+        .collect();
+    let line = 2000;
+    let start = line_starts[line - 1];
+
+    let cut = &bytes[..start + 10];
+    assert_eq!(failure_at(verify(cut)), ("truncated", None, line as u64));
+
+    let unreadable = std::io::BufReader::new(FailingAfter(&bytes[..start]));
+    let result = verify_bundle(unreadable, &with_keys(), &mut |_| {});
+    let error = result.as_ref().unwrap_err().to_string();
+    assert_eq!(failure_at(result), ("io", None, line as u64));
+    assert!(error.contains("the disk went away"), "{error}");
+
+    let mut trailing = bytes.clone();
+    trailing.extend_from_slice(b"{}\n");
+    let lines = line_starts.len() as u64;
+    assert_eq!(
+        failure_at(verify(&trailing)),
+        ("trailing_data", None, lines + 1)
+    );
+}
+
+#[test]
+fn a_line_longer_than_the_read_ahead_is_read() {
+    let (_, bytes) = long();
+    let mut lines = lines(&bytes);
+    // Several MiB: more than the verifier reads ahead.
+    let long_vkey = "k".repeat(6 << 20);
+    lines.insert(2, json!({ "vkey": long_vkey }).to_string());
+    let report = verify(&reseal(&lines)).unwrap();
+    assert_eq!(report.published_vkeys.len(), 2);
+    assert_eq!(report.published_vkeys[1].len(), 6 << 20);
+    assert_eq!(report.records_checked, 3000);
+}
+
+// ---------------------------------------------------------------------------
 // The command line.
 
 struct Run {

@@ -6,12 +6,16 @@
 //! Owns the reading and the verification of a bundle, line by line in
 //! constant memory, trusting nothing in it but what a trusted key signed or
 //! the auditor's own saved checkpoint states; and re-exports the
-//! [`BundleWriter`] that produces one. Must never keep more than one record
-//! in memory, and never accept a bundle without reporting exactly what
-//! anchored its trust.
+//! [`BundleWriter`] that produces one. Must never hold more of a bundle in
+//! memory than a bounded read-ahead (a few MiB and one line), never report
+//! any failure but the first one in line order, and never accept a bundle
+//! without reporting exactly what anchored its trust.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Read};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -20,9 +24,9 @@ use sha2::{Digest, Sha256};
 
 use super::Failure;
 use crate::ledger::{
-    ChainHash, Checkpoint, CompactRange, Header, NoteError, Salt, Seq, SignedCheckpoint, TenantId,
-    TreeHash, VerifierKey, chain_hash, commit_payload, decode_payload, empty_root, leaf_hash,
-    verify_consistency,
+    ChainHash, Checkpoint, CompactRange, Header, LeafHash, NoteError, Salt, Seq, SignedCheckpoint,
+    TenantId, TreeHash, VerifierKey, chain_hash, commit_payload, decode_payload, empty_root,
+    leaf_hash, verify_consistency,
 };
 
 pub use super::bundle_writer::BundleWriter;
@@ -614,6 +618,87 @@ struct RecordLine {
     salt: Option<Salt>,
 }
 
+/// A record line with every check made that needs nothing but the line:
+/// what is left (its place in the seq order, its tenant against the
+/// header's, the chain and the tree) needs the lines before it.
+struct RecordEntry {
+    /// The seq the line states.
+    seq: u64,
+    /// `SHA-256(0x00 || record)`.
+    leaf: LeafHash,
+    /// What the record's own bytes show, or why they are wrong: not a
+    /// canonical header, or one of another seq.
+    content: Result<RecordContent, Failure>,
+}
+
+/// What a record's header and payload show.
+struct RecordContent {
+    tenant_id: TenantId,
+    /// Whether the payload came with the record (and matched its
+    /// commitment and decoded) or was withheld; or why it is wrong.
+    payload: Result<PayloadStatus, Failure>,
+}
+
+#[derive(Clone, Copy)]
+enum PayloadStatus {
+    Checked,
+    Withheld,
+}
+
+impl RecordLine {
+    fn check(self) -> RecordEntry {
+        let Base64Bytes(record) = self.record;
+        let content = Header::decode(&record)
+            .map_err(Failure::MalformedRecord)
+            .and_then(|header| {
+                if header.seq.value() != self.seq {
+                    return Err(Failure::SeqMismatch {
+                        in_record: header.seq,
+                    });
+                }
+                Ok(RecordContent {
+                    tenant_id: header.tenant_id,
+                    payload: check_payload(self.payload, self.salt, &header),
+                })
+            });
+        RecordEntry {
+            seq: self.seq,
+            leaf: leaf_hash(&record),
+            content,
+        }
+    }
+}
+
+/// Checks a record's payload and salt against its header.
+fn check_payload(
+    payload: Option<Base64Bytes>,
+    salt: Option<Salt>,
+    header: &Header,
+) -> Result<PayloadStatus, Failure> {
+    match (payload, salt) {
+        (None, None) => Ok(PayloadStatus::Withheld),
+        (Some(Base64Bytes(payload)), Some(salt)) => {
+            let calculated = commit_payload(&salt, &payload);
+            if calculated != header.payload_commitment {
+                return Err(Failure::PayloadCommitmentMismatch {
+                    expected: header.payload_commitment,
+                    calculated,
+                });
+            }
+            decode_payload(&payload).map_err(Failure::MalformedPayload)?;
+            Ok(PayloadStatus::Checked)
+        }
+        (Some(_), None) => Err(Failure::UnpairedPayload {
+            present: "payload",
+            missing: "salt",
+        }),
+        (None, Some(_)) => Err(Failure::UnpairedPayload {
+            present: "salt",
+            missing: "payload",
+        }),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CheckpointLine {
@@ -655,18 +740,78 @@ struct End {
     sha256: String,
 }
 
-/// One line of a bundle. Each kind has its own set of keys, so the set
-/// decides the kind whatever the key order. The variants are tried in this
-/// order: the most frequent first, as every failed try costs an error.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// The kinds of line. No key belongs to two kinds, so any one key of a line
+/// names the only kind it can be.
+#[derive(Clone, Copy)]
+enum Kind {
+    Header,
+    Vkey,
+    Start,
+    Record,
+    Checkpoint,
+    Consistency,
+    End,
+}
+
+impl Kind {
+    /// The kind whose lines have `key`.
+    fn of_key(key: &str) -> Option<Kind> {
+        match key {
+            "annal_export" | "origin" | "tenant_id" | "from_seq" | "to_seq" => Some(Kind::Header),
+            "vkey" => Some(Kind::Vkey),
+            "start" => Some(Kind::Start),
+            "seq" | "record" | "payload" | "salt" => Some(Kind::Record),
+            "checkpoint" => Some(Kind::Checkpoint),
+            "consistency" => Some(Kind::Consistency),
+            "end" => Some(Kind::End),
+            _ => None,
+        }
+    }
+
+    /// The kind of a JSON object, by the first of the keys that mark a
+    /// kind, in this order, that it has. A valid line has the keys of one
+    /// kind only; for a line that mixes them, this order picks the kind
+    /// whose parser explains what is wrong.
+    fn of_object(object: &serde_json::Map<String, serde_json::Value>) -> Option<Kind> {
+        const MARKS: [&str; 7] = [
+            "annal_export",
+            "vkey",
+            "start",
+            "seq",
+            "checkpoint",
+            "consistency",
+            "end",
+        ];
+        MARKS
+            .into_iter()
+            .find(|key| object.contains_key(*key))
+            .and_then(Kind::of_key)
+    }
+
+    /// Parses a line of this kind (without its newline); a record line is
+    /// also checked as far as it can be alone.
+    fn parse(self, bytes: &[u8]) -> serde_json::Result<Line> {
+        use serde_json::from_slice;
+        Ok(match self {
+            Kind::Header => Line::Header(from_slice(bytes)?),
+            Kind::Vkey => Line::Vkey(from_slice(bytes)?),
+            Kind::Start => Line::Start(from_slice(bytes)?),
+            Kind::Record => Line::Record(from_slice::<RecordLine>(bytes)?.check()),
+            Kind::Checkpoint => Line::Checkpoint(from_slice(bytes)?),
+            Kind::Consistency => Line::Consistency(from_slice(bytes)?),
+            Kind::End => Line::End(from_slice(bytes)?),
+        })
+    }
+}
+
+/// One line of a bundle, parsed.
 enum Line {
-    Record(RecordLine),
-    Checkpoint(CheckpointLine),
-    Consistency(ConsistencyLine),
     Header(HeaderLine),
     Vkey(VkeyLine),
     Start(StartLine),
+    Record(RecordEntry),
+    Checkpoint(CheckpointLine),
+    Consistency(ConsistencyLine),
     End(EndLine),
 }
 
@@ -684,20 +829,37 @@ impl Line {
     }
 }
 
-/// Parses one line (without its newline).
-fn parse_line(bytes: &[u8]) -> Result<Line, Fail> {
-    serde_json::from_slice::<Line>(bytes).map_err(|_| explain(bytes))
+/// The first key of the JSON object `bytes` starts with, when it is
+/// spelled without escapes (as Annal writes every line): enough to pick a
+/// line's kind without parsing the line twice.
+fn leading_key(bytes: &[u8]) -> Option<&str> {
+    let rest = bytes.trim_ascii_start().strip_prefix(b"{")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b"\"")?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+/// Reads one line (without its newline): parses it as the kind its first
+/// key names (or, when that key is spelled with escapes, its set of keys)
+/// and checks a record line as far as it can be alone. Any valid JSON
+/// spelling of a line is read; a line that is not valid is explained.
+fn read_line(bytes: &[u8]) -> Result<Line, Fail> {
+    let kind = match leading_key(bytes).and_then(Kind::of_key) {
+        Some(kind) => Some(kind),
+        None => serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(bytes)
+            .ok()
+            .and_then(|object| Kind::of_object(&object)),
+    };
+    kind.and_then(|kind| kind.parse(bytes).ok())
+        .ok_or_else(|| explain(bytes))
 }
 
 /// Says why a line is not a bundle line, naming its seq when it has one:
 /// the key that marks a kind picks the type whose parser explains.
 fn explain(bytes: &[u8]) -> Fail {
-    fn error_of<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> String {
-        match serde_json::from_slice::<T>(bytes) {
-            Err(e) => e.to_string(),
-            Ok(_) => "the line mixes the keys of different line kinds".to_owned(),
-        }
-    }
     let malformed = |message: String| BundleFailureKind::MalformedLine(message);
     let value = match serde_json::from_slice::<serde_json::Value>(bytes) {
         Ok(value) => value,
@@ -714,22 +876,10 @@ fn explain(bytes: &[u8]) -> Fail {
             return BundleFailureKind::UnsupportedVersion(version).into();
         }
     }
-    let message = if object.contains_key("annal_export") {
-        error_of::<HeaderLine>(bytes)
-    } else if object.contains_key("vkey") {
-        error_of::<VkeyLine>(bytes)
-    } else if object.contains_key("start") {
-        error_of::<StartLine>(bytes)
-    } else if object.contains_key("seq") {
-        error_of::<RecordLine>(bytes)
-    } else if object.contains_key("checkpoint") {
-        error_of::<CheckpointLine>(bytes)
-    } else if object.contains_key("consistency") {
-        error_of::<ConsistencyLine>(bytes)
-    } else if object.contains_key("end") {
-        error_of::<EndLine>(bytes)
-    } else {
-        "no known line kind".to_owned()
+    let message = match Kind::of_object(object).map(|kind| kind.parse(bytes)) {
+        Some(Err(e)) => e.to_string(),
+        Some(Ok(_)) => "the line mixes the keys of different line kinds".to_owned(),
+        None => "no known line kind".to_owned(),
     };
     Fail {
         seq: object
@@ -742,47 +892,270 @@ fn explain(bytes: &[u8]) -> Fail {
 
 // ---------------------------------------------------------------------------
 // Reading.
+//
+// Three stages, each on its own threads: one thread reads batches of lines
+// and feeds the end line's running digest; worker threads take the batches
+// in turn and read each line (`read_line`: JSON, base64, and every check of
+// a record that needs nothing but the record); the calling thread takes the
+// batches back in the same turn and checks each line, in order, against the
+// ones before it (`Body`). Whatever a line's own checks found is reported
+// only when the calling thread reaches that line, after every check of the
+// lines before it, so the failure reported is exactly the first one a
+// single pass would find. Channels hold one batch each, and the reader
+// waits while `READ_AHEAD_BYTES` are read but not yet verified, so memory
+// stays flat whatever the bundle's length and its lines' lengths.
 
-/// The lines of a bundle, read one at a time into one reused buffer, with
-/// the running digest of every line but the end line.
-struct Lines<'p, R> {
-    input: R,
-    buffer: Vec<u8>,
-    number: u64,
-    consumed: u64,
-    hasher: Sha256,
-    progress: &'p mut dyn FnMut(u64),
+/// A batch is handed on once it holds this many bytes.
+const BATCH_BYTES: usize = 128 << 10;
+
+/// Room for the line that takes a batch past [`BATCH_BYTES`]: as long as
+/// it fits, the batch is never copied to grow.
+const BATCH_SLACK: usize = 16 << 10;
+
+/// The reader waits while this many bytes are read but not yet verified.
+/// With the batch being read and a line of at most [`MAX_LINE_LEN`], this
+/// bounds the bundle bytes in memory.
+const READ_AHEAD_BYTES: usize = 2 << 20;
+
+/// The most worker threads: beyond a few, the reader's hashing of every
+/// byte is the bottleneck.
+const MAX_WORKERS: usize = 4;
+
+/// Consecutive lines of the bundle, as read.
+struct Batch {
+    /// The running digest of every byte before the batch.
+    digest_before: Sha256,
+    /// Its complete lines, newlines included, then the bytes of an
+    /// unterminated one if reading stopped inside a line.
+    bytes: Vec<u8>,
+    /// Where each complete line ends (after its newline).
+    ends: Vec<usize>,
+    /// Why reading stopped after this batch, if it did.
+    stop: Option<Stop>,
 }
 
-impl<R: BufRead> Lines<'_, R> {
+/// Why the reader stopped.
+enum Stop {
+    /// The input ended after the batch's last complete line.
+    Eof,
+    /// Reading failed.
+    Io(String),
+    /// The input ended inside a line, or a line reached [`MAX_LINE_LEN`]
+    /// without its newline.
+    Unterminated {
+        /// Whether the line reached [`MAX_LINE_LEN`].
+        too_long: bool,
+    },
+}
+
+impl Batch {
+    /// Where line `index` starts.
+    fn start(&self, index: usize) -> usize {
+        index.checked_sub(1).map_or(0, |before| self.ends[before])
+    }
+
+    /// Its complete lines, without their newlines.
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.ends.len()).map(|index| &self.bytes[self.start(index)..self.ends[index] - 1])
+    }
+
+    /// The bytes after its last complete line.
+    fn unterminated(&self) -> usize {
+        self.bytes.len() - self.start(self.ends.len())
+    }
+}
+
+/// Reads lines into `batch` until it holds [`BATCH_BYTES`] or reading stops.
+fn fill_batch<R: BufRead>(input: &mut R, batch: &mut Batch) {
+    let limit = MAX_LINE_LEN as u64;
+    while batch.bytes.len() < BATCH_BYTES {
+        let start = batch.bytes.len();
+        let stop = match (&mut *input)
+            .take(limit)
+            .read_until(b'\n', &mut batch.bytes)
+        {
+            Ok(0) => Stop::Eof,
+            Ok(_) if batch.bytes.ends_with(b"\n") => {
+                batch.ends.push(batch.bytes.len());
+                continue;
+            }
+            Ok(read) => Stop::Unterminated {
+                too_long: read as u64 == limit,
+            },
+            Err(e) => {
+                batch.bytes.truncate(start);
+                Stop::Io(e.to_string())
+            }
+        };
+        batch.stop = Some(stop);
+        return;
+    }
+}
+
+/// The reading thread: reads batches, hashes them and hands them to the
+/// workers in turn, until the input ends or the verifier stops.
+fn read_batches<R: BufRead>(mut input: R, read_ahead: &ReadAhead, workers: &[SyncSender<Batch>]) {
+    let mut digest = Sha256::new();
+    for worker in workers.iter().cycle() {
+        if !read_ahead.wait_for_room() {
+            return;
+        }
+        let mut batch = Batch {
+            digest_before: digest.clone(),
+            bytes: Vec::with_capacity(BATCH_BYTES + BATCH_SLACK),
+            ends: Vec::new(),
+            stop: None,
+        };
+        fill_batch(&mut input, &mut batch);
+        digest.update(&batch.bytes);
+        read_ahead.add(batch.bytes.len());
+        let last = batch.stop.is_some();
+        if worker.send(batch).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// A batch with each of its complete lines read.
+struct ReadBatch {
+    batch: Batch,
+    lines: Vec<Result<Line, Fail>>,
+}
+
+/// A worker thread: reads the lines of each batch it is given.
+fn read_lines(batches: Receiver<Batch>, read: SyncSender<ReadBatch>) {
+    for batch in batches {
+        let lines = batch.lines().map(read_line).collect();
+        if read.send(ReadBatch { batch, lines }).is_err() {
+            return;
+        }
+    }
+}
+
+/// The bytes read but not yet verified, which the reader waits on.
+#[derive(Default)]
+struct ReadAhead {
+    state: Mutex<ReadAheadState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct ReadAheadState {
+    bytes: usize,
+    /// The verifier has stopped: the reader must not wait any more.
+    stopped: bool,
+}
+
+impl ReadAhead {
+    fn state(&self) -> MutexGuard<'_, ReadAheadState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits while [`READ_AHEAD_BYTES`] are pending. False when the
+    /// verifier has stopped.
+    fn wait_for_room(&self) -> bool {
+        let mut state = self.state();
+        while state.bytes >= READ_AHEAD_BYTES && !state.stopped {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        !state.stopped
+    }
+
+    fn add(&self, bytes: usize) {
+        self.state().bytes += bytes;
+    }
+
+    fn release(&self, bytes: usize) {
+        self.state().bytes -= bytes;
+        self.changed.notify_all();
+    }
+
+    fn stop(&self) {
+        self.state().stopped = true;
+        self.changed.notify_all();
+    }
+}
+
+/// The batch being verified and how far.
+struct Current {
+    batch: Batch,
+    lines: std::vec::IntoIter<Result<Line, Fail>>,
+    /// The index of the next line.
+    next: usize,
+}
+
+/// The lines of a bundle as the workers read them, in order, with their
+/// numbers and the bytes read so far.
+struct Lines<'a> {
+    /// The workers' batches, taken in turn.
+    workers: Vec<Receiver<ReadBatch>>,
+    turn: usize,
+    current: Option<Current>,
+    read_ahead: &'a ReadAhead,
+    number: u64,
+    consumed: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl Lines<'_> {
+    /// Takes the next batch, releasing the one verified.
+    fn advance(&mut self) -> Result<(), BundleFailure> {
+        if let Some(done) = self.current.take() {
+            self.read_ahead.release(done.batch.bytes.len());
+        }
+        let worker = &self.workers[self.turn];
+        self.turn = (self.turn + 1) % self.workers.len();
+        let ReadBatch { batch, lines } = worker.recv().map_err(|_| {
+            Fail::from(BundleFailureKind::Io(
+                "the reading thread stopped".to_owned(),
+            ))
+            .at(self.number + 1)
+        })?;
+        self.current = Some(Current {
+            batch,
+            lines: lines.into_iter(),
+            next: 0,
+        });
+        Ok(())
+    }
+
     /// The next line, or `None` at the end of the input.
     fn next(&mut self) -> Result<Option<Line>, BundleFailure> {
-        self.buffer.clear();
-        let limit = MAX_LINE_LEN as u64;
-        let read = (&mut self.input)
-            .take(limit)
-            .read_until(b'\n', &mut self.buffer)
-            .map_err(|e| BundleFailureKind::Io(e.to_string()))
-            .map_err(|kind| Fail::from(kind).at(self.number + 1))?;
-        if read == 0 {
-            return Ok(None);
-        }
-        self.number += 1;
-        self.consumed += read as u64;
-        (self.progress)(self.consumed);
-        let Some(text) = self.buffer.strip_suffix(b"\n") else {
-            let kind = if read as u64 == limit {
-                BundleFailureKind::LineTooLong
-            } else {
-                BundleFailureKind::Truncated("the last line has no newline")
+        loop {
+            let Some(current) = &mut self.current else {
+                self.advance()?;
+                continue;
             };
-            return Err(Fail::from(kind).at(self.number));
-        };
-        let line = parse_line(text).map_err(|fail| fail.at(self.number))?;
-        if !matches!(line, Line::End(_)) {
-            self.hasher.update(&self.buffer);
+            if let Some(line) = current.lines.next() {
+                let index = current.next;
+                current.next += 1;
+                self.number += 1;
+                self.consumed += (current.batch.ends[index] - current.batch.start(index)) as u64;
+                (self.progress)(self.consumed);
+                return line.map(Some).map_err(|fail| fail.at(self.number));
+            }
+            let kind = match &current.batch.stop {
+                None => {
+                    self.advance()?;
+                    continue;
+                }
+                Some(Stop::Eof) => return Ok(None),
+                Some(Stop::Io(e)) => BundleFailureKind::Io(e.clone()),
+                Some(Stop::Unterminated { too_long }) => {
+                    self.consumed += current.batch.unterminated() as u64;
+                    (self.progress)(self.consumed);
+                    if *too_long {
+                        BundleFailureKind::LineTooLong
+                    } else {
+                        BundleFailureKind::Truncated("the last line has no newline")
+                    }
+                }
+            };
+            return Err(Fail::from(kind).at(self.number + 1));
         }
-        Ok(Some(line))
     }
 
     /// The next line, which must exist.
@@ -792,21 +1165,39 @@ impl<R: BufRead> Lines<'_, R> {
         })
     }
 
-    /// Lowercase hex SHA-256 of every line read so far but the end line.
+    /// Lowercase hex SHA-256 of every byte before the line just read.
     fn digest(&self) -> String {
-        hex::encode(self.hasher.clone().finalize())
+        let Some(current) = &self.current else {
+            return hex::encode(Sha256::digest(b""));
+        };
+        let batch = &current.batch;
+        let mut digest = batch.digest_before.clone();
+        digest.update(&batch.bytes[..batch.start(current.next.saturating_sub(1))]);
+        hex::encode(digest.finalize())
     }
 
-    /// Fails unless the input is exhausted.
+    /// Fails unless the input is exhausted after the line just read.
     fn expect_eof(&mut self) -> Result<(), BundleFailure> {
-        let rest = self
-            .input
-            .fill_buf()
-            .map_err(|e| Fail::from(BundleFailureKind::Io(e.to_string())).at(self.number))?;
-        if rest.is_empty() {
-            Ok(())
-        } else {
-            Err(Fail::from(BundleFailureKind::TrailingData).at(self.number + 1))
+        loop {
+            let Some(current) = &self.current else {
+                self.advance()?;
+                continue;
+            };
+            if current.next < current.batch.ends.len() {
+                return Err(Fail::from(BundleFailureKind::TrailingData).at(self.number + 1));
+            }
+            let kind = match &current.batch.stop {
+                None => {
+                    self.advance()?;
+                    continue;
+                }
+                Some(Stop::Eof) => return Ok(()),
+                Some(Stop::Io(e)) => {
+                    return Err(Fail::from(BundleFailureKind::Io(e.clone())).at(self.number));
+                }
+                Some(Stop::Unterminated { .. }) => BundleFailureKind::TrailingData,
+            };
+            return Err(Fail::from(kind).at(self.number + 1));
         }
     }
 
@@ -819,6 +1210,13 @@ impl<R: BufRead> Lines<'_, R> {
     }
 }
 
+impl Drop for Lines<'_> {
+    /// Lets the reader, should it wait for room, see that nothing more will
+    /// be verified.
+    fn drop(&mut self) {
+        self.read_ahead.stop();
+    }
+}
 // ---------------------------------------------------------------------------
 // Checkpoints.
 
@@ -910,8 +1308,15 @@ fn open_trusted(options: &BundleOptions) -> Result<Option<Checkpoint>, BundleFai
 /// every byte before it, with nothing after it.
 ///
 /// `progress` is called after each line with the number of bytes read so
-/// far.
-pub fn verify_bundle<R: BufRead>(
+/// far, on the calling thread.
+///
+/// The input is read (and hashed) on another thread, and each line parsed
+/// and checked as far as it can be alone on one more per core (up to
+/// four), while the calling thread checks the lines in order against the
+/// ones before them: the result, the first failure included, is the same
+/// as checking one line after the other. Memory stays bounded: a few MiB
+/// of lines are read ahead, and one line of up to [`MAX_LINE_LEN`].
+pub fn verify_bundle<R: BufRead + Send>(
     input: R,
     options: &BundleOptions,
     progress: &mut dyn FnMut(u64),
@@ -920,15 +1325,40 @@ pub fn verify_bundle<R: BufRead>(
         return Err(Fail::from(BundleFailureKind::NoTrustAnchor).at(0));
     }
     let trusted = open_trusted(options)?;
-    let mut lines = Lines {
-        input,
-        buffer: Vec::new(),
-        number: 0,
-        consumed: 0,
-        hasher: Sha256::new(),
-        progress,
-    };
+    let workers = thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS));
+    let read_ahead = ReadAhead::default();
+    thread::scope(|scope| {
+        let mut to_workers = Vec::with_capacity(workers);
+        let mut from_workers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (to_worker, batches) = mpsc::sync_channel(1);
+            let (read, from_worker) = mpsc::sync_channel(1);
+            scope.spawn(move || read_lines(batches, read));
+            to_workers.push(to_worker);
+            from_workers.push(from_worker);
+        }
+        let read_ahead = &read_ahead;
+        scope.spawn(move || read_batches(input, read_ahead, &to_workers));
+        let mut lines = Lines {
+            workers: from_workers,
+            turn: 0,
+            current: None,
+            read_ahead,
+            number: 0,
+            consumed: 0,
+            progress,
+        };
+        verify_lines(&mut lines, options, trusted)
+    })
+}
 
+/// Checks the lines of a bundle in order, given the trusted checkpoint
+/// read from `options`.
+fn verify_lines(
+    lines: &mut Lines<'_>,
+    options: &BundleOptions,
+    trusted: Option<Checkpoint>,
+) -> Result<BundleReport, BundleFailure> {
     let header = match lines.expect()? {
         Line::Header(header) => header,
         other => return Err(lines.unexpected(&other, "the header")),
@@ -1149,7 +1579,7 @@ impl<'k> Body<'k> {
         Ok(())
     }
 
-    fn record(&mut self, line: RecordLine) -> Result<(), Fail> {
+    fn record(&mut self, line: RecordEntry) -> Result<(), Fail> {
         self.expect_records("record")?;
         let seq = line.seq;
         let expected = self.tree.size();
@@ -1188,51 +1618,20 @@ impl<'k> Body<'k> {
             }
         }
         let record_failure = |failure: Failure| fail_at(seq, BundleFailureKind::Record(failure));
-        let Base64Bytes(record) = line.record;
-        let header =
-            Header::decode(&record).map_err(|e| record_failure(Failure::MalformedRecord(e)))?;
-        if header.seq.value() != seq {
-            return Err(record_failure(Failure::SeqMismatch {
-                in_record: header.seq,
-            }));
-        }
-        if header.tenant_id != self.range.tenant_id {
+        let content = line.content.map_err(record_failure)?;
+        if content.tenant_id != self.range.tenant_id {
             return Err(record_failure(Failure::WrongTenant {
                 expected: self.range.tenant_id,
-                found: header.tenant_id,
+                found: content.tenant_id,
             }));
         }
-        match (line.payload, line.salt) {
-            (None, None) => self.payloads_withheld += 1,
-            (Some(Base64Bytes(payload)), Some(salt)) => {
-                let calculated = commit_payload(&salt, &payload);
-                if calculated != header.payload_commitment {
-                    return Err(record_failure(Failure::PayloadCommitmentMismatch {
-                        expected: header.payload_commitment,
-                        calculated,
-                    }));
-                }
-                decode_payload(&payload)
-                    .map_err(|e| record_failure(Failure::MalformedPayload(e)))?;
-                self.payloads_checked += 1;
-            }
-            (Some(_), None) => {
-                return Err(record_failure(Failure::UnpairedPayload {
-                    present: "payload",
-                    missing: "salt",
-                }));
-            }
-            (None, Some(_)) => {
-                return Err(record_failure(Failure::UnpairedPayload {
-                    present: "salt",
-                    missing: "payload",
-                }));
-            }
+        match content.payload.map_err(record_failure)? {
+            PayloadStatus::Checked => self.payloads_checked += 1,
+            PayloadStatus::Withheld => self.payloads_withheld += 1,
         }
-        let leaf = leaf_hash(&record);
-        self.chain = chain_hash(&self.chain, &leaf);
+        self.chain = chain_hash(&self.chain, &line.leaf);
         // The range check above keeps the tree below 2^64 - 1 leaves.
-        self.tree.append(TreeHash::from(leaf)).map_err(|_| {
+        self.tree.append(TreeHash::from(line.leaf)).map_err(|_| {
             fail_at(
                 seq,
                 BundleFailureKind::RecordOutOfRange {
@@ -1487,7 +1886,7 @@ mod tests {
     use super::*;
 
     fn kind_of(line: &str) -> Result<&'static str, BundleFailureKind> {
-        parse_line(line.as_bytes())
+        read_line(line.as_bytes())
             .map(|line| line.kind())
             .map_err(|fail| fail.kind)
     }
@@ -1528,10 +1927,25 @@ mod tests {
     }
 
     #[test]
+    fn a_first_key_spelled_with_escapes_or_white_space_is_read() {
+        for line in [
+            r#"{"\u0073eq":0,"record":"AQ==","payload":null,"salt":null}"#,
+            r#" { "seq" : 0 , "record":"AQ==","payload":null,"salt":null}"#,
+            r#"{"rec\u006frd":"AQ==","seq":0,"payload":null,"salt":null}"#,
+        ] {
+            assert_eq!(kind_of(line), Ok("record"), "{line}");
+        }
+        assert!(matches!(
+            kind_of(r#"{"\u0073eq":0,"record":"AQ==","payload":null}"#),
+            Err(BundleFailureKind::MalformedLine(m)) if m.contains("salt")
+        ));
+    }
+
+    #[test]
     fn any_json_escape_of_base64_is_read() {
         let line = r#"{"seq":0,"record":"\/w==","payload":null,"salt":null}"#;
-        match parse_line(line.as_bytes()) {
-            Ok(Line::Record(record)) => assert_eq!(record.record.0, vec![0xff]),
+        match read_line(line.as_bytes()) {
+            Ok(Line::Record(record)) => assert_eq!(record.leaf, leaf_hash(&[0xff])),
             _ => panic!("not a record line"),
         }
     }
@@ -1558,7 +1972,7 @@ mod tests {
             ),
         ];
         for (line, named) in cases {
-            let fail = parse_line(line.as_bytes()).err().unwrap();
+            let fail = read_line(line.as_bytes()).err().unwrap();
             assert_eq!(fail.seq, Some(Seq::new(3)), "{line}");
             match fail.kind {
                 BundleFailureKind::MalformedLine(message) => {
