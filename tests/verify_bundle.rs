@@ -17,8 +17,8 @@ use annal::ledger::{
     empty_root, hash_children, inclusion_plan, seal, tenant_origin,
 };
 use annal::verify::bundle::{
-    BundleFailure, BundleOptions, BundleReport, BundleWriter, TrustedCheckpointStatus,
-    verify_bundle,
+    BundleFailure, BundleOptions, BundleReport, BundleWriter, MAX_PUBLISHED_VKEYS,
+    TrustedCheckpointStatus, verify_bundle,
 };
 use annal::verify::proof::verify_tlog_proof;
 
@@ -1146,12 +1146,14 @@ fn a_long_bundle_cut_short_or_unreadable_fails_at_the_line_it_stops_in() {
 fn a_line_longer_than_the_read_ahead_is_read() {
     let (_, bytes) = long();
     let mut lines = lines(&bytes);
-    // Several MiB: more than the verifier reads ahead.
-    let long_vkey = "k".repeat(6 << 20);
-    lines.insert(2, json!({ "vkey": long_vkey }).to_string());
+    // Several MiB (JSON whitespace around a real vkey): more than the
+    // verifier reads ahead.
+    let (_, other) = key(9, "other.example");
+    let padding = " ".repeat(6 << 20);
+    lines.insert(2, format!("{{\"vkey\":{padding}\"{}\"}}", other.to_vkey()));
     let report = verify(&reseal(&lines)).unwrap();
     assert_eq!(report.published_vkeys.len(), 2);
-    assert_eq!(report.published_vkeys[1].len(), 6 << 20);
+    assert_eq!(report.published_vkeys[1], other.to_vkey());
     assert_eq!(report.records_checked, 3000);
 }
 
@@ -1288,4 +1290,22 @@ fn the_cli_verifies_a_tlog_proof_file() {
     assert_eq!(report["error"]["seq"], 5);
 
     assert_eq!(annal_verify(&[path]).code, 2);
+}
+
+#[test]
+fn vkey_lines_must_be_vkeys_and_are_capped() {
+    let (_, bytes) = standard();
+    let mut forged = lines(&bytes);
+    forged.insert(
+        1,
+        json!({ "vkey": "attacker.example+00000000+AQ==" }).to_string(),
+    );
+    assert_eq!(failure(verify(&reseal(&forged))).0, "malformed_line");
+
+    let (_, other) = key(9, "other.example");
+    let mut many = lines(&bytes);
+    for _ in 0..MAX_PUBLISHED_VKEYS {
+        many.insert(1, json!({ "vkey": other.to_vkey() }).to_string());
+    }
+    assert_eq!(failure(verify(&reseal(&many))).0, "malformed_line");
 }

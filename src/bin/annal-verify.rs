@@ -345,6 +345,11 @@ fn print_bundle(report: &BundleReport, as_json: bool) {
             report.payloads_withheld
         );
     }
+    if let Some(size) = report.unverified_link_from {
+        eprintln!(
+            "note: the bundle links from a checkpoint of size {size}, which was not checked: pass that checkpoint with --trusted-checkpoint"
+        );
+    }
 }
 
 fn run_proof(path: &Path, args: &Args) -> Result<ProofReport, Failed> {

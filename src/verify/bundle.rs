@@ -39,6 +39,9 @@ pub const BUNDLE_VERSION: u64 = 1;
 /// below it.
 pub const MAX_LINE_LEN: usize = 64 << 20;
 
+/// Most `vkey` lines a bundle may carry.
+pub const MAX_PUBLISHED_VKEYS: usize = 64;
+
 /// What a bundle verification trusts: the auditor's keys and, optionally, a
 /// checkpoint they saved earlier. Nothing in the bundle itself is trusted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -109,11 +112,16 @@ pub struct BundleReport {
     /// `<name>+<key id>`. Empty when no keys were given: then only the
     /// trusted checkpoint anchors the bundle.
     pub signing_keys: Vec<String>,
-    /// The keys the bundle says the server publishes. Informational only:
-    /// they were not used to verify anything.
+    /// The keys the bundle says the server publishes (well-formed vkeys, at
+    /// most [`MAX_PUBLISHED_VKEYS`]). Informational only and NOT verified:
+    /// anyone can write these lines; only `--vkey` keys are trusted.
     pub published_vkeys: Vec<String>,
     /// How the auditor's trusted checkpoint relates to the bundle.
     pub trusted_checkpoint: TrustedCheckpointStatus,
+    /// The size a consistency line before the end links from, when no
+    /// trusted checkpoint of that size was given: that proof was NOT
+    /// checked (pass the checkpoint with `--trusted-checkpoint` to check it).
+    pub unverified_link_from: Option<u64>,
 }
 
 fn base64_hash<S: Serializer>(hash: &TreeHash, serializer: S) -> Result<S::Ok, S::Error> {
@@ -1368,7 +1376,20 @@ fn verify_lines(
     let mut published_vkeys = Vec::new();
     let start = loop {
         match lines.expect()? {
-            Line::Vkey(VkeyLine { vkey }) => published_vkeys.push(vkey),
+            Line::Vkey(VkeyLine { vkey }) => {
+                // Never trusted, but they must be what they claim to be.
+                let malformed = |message: String| {
+                    Fail::from(BundleFailureKind::MalformedLine(message)).at(lines.number)
+                };
+                if published_vkeys.len() == MAX_PUBLISHED_VKEYS {
+                    return Err(malformed(format!(
+                        "more than {MAX_PUBLISHED_VKEYS} vkey lines"
+                    )));
+                }
+                let key = VerifierKey::parse(&vkey)
+                    .map_err(|e| malformed(format!("the vkey line is not a C2SP vkey: {e}")))?;
+                published_vkeys.push(key.to_vkey());
+            }
             Line::Start(StartLine { start }) => break start,
             other => return Err(lines.unexpected(&other, "a vkey or the start line")),
         }
@@ -1462,6 +1483,7 @@ struct Body<'k> {
     vkeys: &'k [VerifierKey],
     trusted: Option<Checkpoint>,
     trusted_status: TrustedCheckpointStatus,
+    unverified_link_from: Option<u64>,
     /// The tree of every leaf so far (its size is the next seq).
     tree: CompactRange,
     /// The chain hash of the last record so far.
@@ -1507,6 +1529,7 @@ impl<'k> Body<'k> {
             vkeys,
             trusted,
             trusted_status: TrustedCheckpointStatus::NotGiven,
+            unverified_link_from: None,
             tree,
             chain: start.chain_hash,
             last_checkpoint: None,
@@ -1781,12 +1804,11 @@ impl<'k> Body<'k> {
             .into());
         }
         self.closed = true;
-        let Some(trusted) = &self.trusted else {
+        let Some(trusted) = self.trusted.as_ref().filter(|t| t.size == line.from) else {
+            // Nothing to check it against: reported as unverified.
+            self.unverified_link_from = Some(line.from);
             return Ok(());
         };
-        if trusted.size != line.from {
-            return Ok(());
-        }
         let size = trusted.size;
         verify_consistency(size, to, &proof, &trusted.root, &to_root).map_err(|e| {
             Fail::from(BundleFailureKind::TrustedCheckpointInconsistent {
@@ -1877,6 +1899,7 @@ impl<'k> Body<'k> {
             signing_keys: self.signing_keys.into_iter().collect(),
             published_vkeys,
             trusted_checkpoint: self.trusted_status,
+            unverified_link_from: self.unverified_link_from,
         })
     }
 }

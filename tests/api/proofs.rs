@@ -317,6 +317,12 @@ async fn partial_exports_link_to_a_checkpoint_the_auditor_kept() {
     );
     assert_eq!(code, 0, "{out}");
 
+    // Without the kept checkpoint, the link is reported as unchecked.
+    let (code, out) = annal_verify(&bundle, &["--vkey", &app.db.vkey, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let report: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(report["report"]["unverified_link_from"], 10, "{out}");
+
     // Without the proof, the verifier says how to get one.
     let bundle = export(&app, &app.tenant, "?from_seq=15").await;
     let (code, out) = annal_verify(
