@@ -362,7 +362,36 @@ impl TestApp {
     /// Exports `tenant`'s whole trail and verifies the bundle with the
     /// offline verifier's code and the deployment's public key: records,
     /// chain, Merkle roots, signatures and consistency proofs.
+    /// First waits until a signed checkpoint covers every committed event
+    /// (the signer runs once per interval), so the export covers them all.
     pub async fn verify_export(&self, tenant: &Tenant) -> BundleReport {
+        let client = self.db.connect(pg::SUPERUSER).await;
+        let committed: i64 = client
+            .query_one(
+                "SELECT count(*) FROM annal.events WHERE tenant_id = $1",
+                &[&tenant.id.as_uuid()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let started = Instant::now();
+        loop {
+            let r = self.get("/v1/checkpoint", &tenant.key).await;
+            assert_eq!(r.status(), 200);
+            let note = r.text().await.unwrap();
+            let size = annal::ledger::SignedCheckpoint::parse(&note)
+                .unwrap()
+                .checkpoint()
+                .size;
+            if size >= committed as u64 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no checkpoint covers the {committed} committed events"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let r = self.get("/v1/export", &tenant.key).await;
         assert_eq!(r.status(), 200);
         let bundle = r.bytes().await.unwrap();
