@@ -27,7 +27,8 @@ use crate::ledger::{
     VerifierKey, tenant_origin, verify_consistency,
 };
 use crate::store::checkpoints::{self, StoredCheckpoint};
-use crate::store::{Store, StoreError, events, tree};
+use crate::store::tree::{self, TreeError};
+use crate::store::{Store, StoreError, events};
 
 /// Default time between two checkpoints of one tenant.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -155,7 +156,12 @@ impl SignError {
     /// Whether trying again later may succeed: a database failure may pass,
     /// a refusal does not.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SignError::Store(_))
+        // Corrupt rows stay corrupt: retrying them would only repeat the
+        // error every interval.
+        matches!(
+            self,
+            SignError::Store(StoreError::Pool(_) | StoreError::Postgres(_))
+        )
     }
 }
 
@@ -302,6 +308,9 @@ impl Checkpointer {
         let latest = checkpoints::latest(&tx).await?;
         if when == When::Due && latest.as_ref().is_some_and(|c| self.is_recent(c)) {
             tx.commit().await?;
+            // The background signer covers whatever is newer, within the
+            // interval, even if no commit of this process marks the tenant.
+            self.mark(tenant);
             return Ok(Signed::Current(latest));
         }
         let Some((last_seq, chain_head)) = events::last(&tx).await? else {
@@ -317,7 +326,21 @@ impl Checkpointer {
         if let Some(previous) = &latest {
             check_origin(previous, &origin)?;
         }
-        let root = tree::root(&tx, size).await?;
+        let root = match tree::compact_range(&tx, size).await {
+            Ok(range) => range.root(),
+            Err(TreeError::MissingNodes { .. }) => {
+                // A tenant written before schema V2 that has not appended
+                // since: build its tree now, as its next append would.
+                let lock = tx.lock_chain().await?;
+                tracing::warn!(
+                    tenant.id = %tenant,
+                    tree.size = size,
+                    "building the Merkle tree of a tenant written before schema V2"
+                );
+                tree::backfill(&lock, size).await?.root()
+            }
+            Err(TreeError::Store(error)) => return Err(error.into()),
+        };
         if let Some(previous) = &latest {
             let proof = tree::consistency_proof(&tx, previous.size, size).await?;
             verify_consistency(previous.size, size, &proof, &previous.root, &root).map_err(
@@ -356,16 +379,18 @@ impl Checkpointer {
     }
 
     /// Whether `checkpoint` was signed less than an interval ago (by the
-    /// injected clock; one signed "in the future" by a process whose clock
-    /// runs ahead counts as recent).
+    /// injected clock). One signed more than an interval "in the future", by
+    /// a process whose clock runs ahead, does not count: clock skew must not
+    /// hold signing off.
     fn is_recent(&self, checkpoint: &StoredCheckpoint) -> bool {
         let interval =
             chrono::TimeDelta::from_std(self.inner.interval).unwrap_or(chrono::TimeDelta::MAX);
-        self.inner
+        let age = self
+            .inner
             .clock
             .now()
-            .signed_duration_since(checkpoint.signed_at)
-            < interval
+            .signed_duration_since(checkpoint.signed_at);
+        age < interval && age > -interval
     }
 }
 
@@ -409,7 +434,7 @@ mod tests {
 
     #[test]
     fn only_database_failures_are_retried() {
-        assert!(SignError::Store(StoreError::Corrupt("gap".into())).is_retryable());
+        assert!(!SignError::Store(StoreError::Corrupt("gap".into())).is_retryable());
         let refusals = [
             SignError::OriginChanged {
                 stored: "a/t".into(),

@@ -28,7 +28,8 @@ use super::checkpoints::{Checkpointer, Signed};
 use super::events::Ledger;
 use crate::ledger::{ChainHash, Seq, TenantId, TreeHash, tenant_origin};
 use crate::store::checkpoints::{self, StoredCheckpoint};
-use crate::store::{Store, TenantTx, events, tree};
+use crate::store::tree::{self, TreeError};
+use crate::store::{Store, StoreError, TenantTx, events};
 use crate::verify::bundle::BundleWriter;
 
 /// Most records read per page.
@@ -140,7 +141,20 @@ impl Exporter {
         let latest = checkpoints::latest(&tx)
             .await?
             .ok_or(ServiceError::NotFound("checkpoint"))?;
+        let committed = events::last(&tx)
+            .await?
+            .map_or(0, |(seq, _)| seq.value() + 1);
+        let not_yet = |seq: u64| {
+            ServiceError::Unavailable(format!(
+                "seq {seq} is committed but not yet covered by a signed checkpoint (size {}); \
+                 retry in a second",
+                latest.size
+            ))
+        };
         let from_seq = input.from_seq.unwrap_or(0);
+        if from_seq >= latest.size && from_seq < committed {
+            return Err(not_yet(from_seq));
+        }
         if from_seq >= latest.size {
             return Err(invalid(format!(
                 "from_seq {from_seq} is past the last signed checkpoint (size {})",
@@ -153,6 +167,9 @@ impl Exporter {
                     "to_seq {to} is before from_seq {from_seq}"
                 )));
             }
+            // Asked for records committed after the last checkpoint: the
+            // bundle could not reach them, so say so rather than cut short.
+            Some(to) if to >= latest.size && to < committed => return Err(not_yet(to)),
             Some(to) => checkpoints::first_at_or_after(&tx, to.saturating_add(1))
                 .await?
                 .map_or(latest.size, |c| c.size),
@@ -277,7 +294,7 @@ impl Exporter {
                 .emit_through(&tx, &mut writer, range.end_size, &mut tail)
                 .await?;
             if let Some(trusted) = range.trusted_size {
-                let proof = proof_or_empty(&tx, trusted, range.end_size).await;
+                let proof = proof_or_empty(&tx, trusted, range.end_size).await?;
                 tail.extend(writer.consistency(trusted, range.end_size, &proof));
             }
             tx.commit().await?;
@@ -323,21 +340,31 @@ async fn start_state(
     };
     let compact = match tree::compact_range(tx, from_seq).await {
         Ok(range) => range.hashes().to_vec(),
-        Err(error) => {
-            tracing::warn!(tenant.id = %tx.tenant(), error = %error, "export start state incomplete");
+        // What is stored is inconsistent: written as it is, for the
+        // verifier to name. A failing database ends the export instead.
+        Err(TreeError::MissingNodes { .. } | TreeError::Store(StoreError::Corrupt(_))) => {
+            tracing::warn!(tenant.id = %tx.tenant(), "export start state incomplete");
             Vec::new()
         }
+        Err(TreeError::Store(error)) => return Err(error.into()),
     };
     Ok((chain, compact))
 }
 
-async fn proof_or_empty(tx: &TenantTx<'_>, from: u64, to: u64) -> Vec<TreeHash> {
+/// The consistency proof, or an empty one when the stored tree cannot give
+/// it (for the verifier to report); a failing database ends the export.
+async fn proof_or_empty(
+    tx: &TenantTx<'_>,
+    from: u64,
+    to: u64,
+) -> Result<Vec<TreeHash>, ServiceError> {
     match tree::consistency_proof(tx, from, to).await {
-        Ok(proof) => proof,
-        Err(error) => {
+        Ok(proof) => Ok(proof),
+        Err(error @ StoreError::Corrupt(_)) => {
             tracing::warn!(tenant.id = %tx.tenant(), error = %error, from, to, "consistency proof unavailable for export");
-            Vec::new()
+            Ok(Vec::new())
         }
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -391,7 +418,7 @@ impl Checkpoints {
             };
             out.extend(writer.checkpoint(checkpoint.size, &checkpoint.note));
             if let Some(from) = self.previous {
-                let proof = proof_or_empty(tx, from, checkpoint.size).await;
+                let proof = proof_or_empty(tx, from, checkpoint.size).await?;
                 out.extend(writer.consistency(from, checkpoint.size, &proof));
             }
             self.previous = Some(checkpoint.size);

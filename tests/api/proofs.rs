@@ -652,3 +652,23 @@ async fn a_tlog_proof_file_is_a_recorded_read_and_other_proofs_are_not() {
         assert_eq!(read["metadata"]["rows"], rows);
     }
 }
+
+#[tokio::test]
+async fn an_export_of_records_not_yet_signed_asks_to_retry_instead_of_cutting_short() {
+    let app = spawn_app_with(&[("ANNAL_CHECKPOINT_INTERVAL", "10m")]).await;
+    post_events(&app, &app.tenant, 3, 0).await;
+    assert_eq!(checkpoint(&app, &app.tenant).await.checkpoint().size, 3);
+    post_events(&app, &app.tenant, 2, 100).await;
+    for query in ["?to_seq=4", "?from_seq=3"] {
+        let r = app
+            .get(&format!("/v1/export{query}"), &app.tenant.key)
+            .await;
+        assert_eq!(r.status(), 503, "{query}");
+        assert!(r.headers().contains_key("retry-after"), "{query}");
+    }
+    // Without a range, the export ends at the last signed checkpoint.
+    let bundle = export(&app, &app.tenant, "").await;
+    let header: Value =
+        serde_json::from_slice(bundle.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(header["to_seq"], 2);
+}

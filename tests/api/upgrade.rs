@@ -139,3 +139,34 @@ async fn a_tenant_below_the_first_stratum_needs_no_rebuild() {
     assert_eq!(app.verify_export(&app.tenant).await.records_checked, 4);
     assert!(!app.server.output().contains(REBUILDING));
 }
+
+#[tokio::test]
+async fn a_tenant_written_before_schema_v2_gets_a_checkpoint_without_appending() {
+    let mut app = spawn_app().await;
+    let events: Vec<Value> = (0..300).map(event).collect();
+    let r = app
+        .post(
+            "/v1/events/batch",
+            &app.tenant.key,
+            &json!({ "events": events }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let original = stored_nodes(&app).await;
+    app.server.kill9();
+    forget_tree(&app).await;
+    app.server = Server::spawn(&app.db, &app.pepper);
+
+    // Only an auditor's request: the signer builds the tree itself.
+    let r = app.get("/v1/checkpoint", &app.tenant.key).await;
+    assert_eq!(r.status(), 200);
+    let note = r.text().await.unwrap();
+    let signed = annal::ledger::SignedCheckpoint::parse(&note).unwrap();
+    assert_eq!(signed.checkpoint().size, 300);
+    assert_eq!(
+        stored_nodes(&app).await,
+        original,
+        "rebuilt from the leaves"
+    );
+    assert_eq!(app.verify_export(&app.tenant).await.records_checked, 300);
+}
