@@ -1309,3 +1309,86 @@ fn vkey_lines_must_be_vkeys_and_are_capped() {
     }
     assert_eq!(failure(verify(&reseal(&many))).0, "malformed_line");
 }
+
+/// Yields its bytes, then blocks its next read until released, then ends.
+struct Paused {
+    bytes: Vec<u8>,
+    at: usize,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl std::io::Read for Paused {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at < self.bytes.len() {
+            let n = buf.len().min(self.bytes.len() - self.at);
+            buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            return Ok(n);
+        }
+        let _ = self.release.recv();
+        Ok(0)
+    }
+}
+
+#[test]
+fn a_bad_line_fails_without_waiting_for_more_input() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let (_, bytes) = standard();
+    let header = lines(&bytes).swap_remove(0);
+    let (release, released) = mpsc::channel();
+    let (seen, reached) = mpsc::channel();
+    // The verifier reports a line's progress as it returns its result, so
+    // progress past the header means the failure was found while the input
+    // still blocks; the input is released either way, so the test ends.
+    let releaser = std::thread::spawn(move || {
+        let found = reached.recv_timeout(Duration::from_secs(2)).is_ok();
+        let _ = release.send(());
+        found
+    });
+    let input = Paused {
+        bytes: format!("{header}\n{{\"garbage\":1}}\n").into_bytes(),
+        at: 0,
+        release: released,
+    };
+    let header_len = header.len() as u64 + 1;
+    let result = verify_bundle(std::io::BufReader::new(input), &with_keys(), &mut |read| {
+        if read > header_len {
+            let _ = seen.send(());
+        }
+    });
+    assert!(
+        releaser.join().unwrap(),
+        "the failure waited for more input"
+    );
+    let failure = result.unwrap_err();
+    assert_eq!(failure.code(), "malformed_line");
+    assert!(failure.to_string().contains("line 2"), "{failure}");
+}
+
+#[test]
+fn a_huge_malformed_line_fails_as_malformed() {
+    let (_, bytes) = standard();
+    let header = lines(&bytes).swap_remove(0);
+    let mut huge = format!("{header}\n{{\"zz\":[");
+    huge.push_str(&"0,".repeat(4 << 20));
+    huge.push_str("0]}\n");
+    assert!(huge.len() > 8 << 20);
+    let failure = verify(huge.as_bytes()).unwrap_err();
+    assert_eq!(failure.code(), "malformed_line");
+    assert!(
+        failure.to_string().contains("no known line kind"),
+        "{failure}"
+    );
+
+    // A line that names its seq is explained at that seq.
+    let mut huge = format!("{header}\n{{\"seq\":5,\"zz\":[");
+    huge.push_str(&"0,".repeat(4 << 20));
+    huge.push_str("0]}\n");
+    assert_eq!(failure_of(huge.as_bytes()), ("malformed_line", Some(5)));
+}
+
+fn failure_of(bytes: &[u8]) -> (&'static str, Option<u64>) {
+    failure(verify(bytes))
+}

@@ -10,9 +10,13 @@
 //! memory than a bounded read-ahead (a few MiB and one line), never report
 //! any failure but the first one in line order, and never accept a bundle
 //! without reporting exactly what anchored its trust.
+//!
+//! A failure is found as soon as its line is read, even if the input then
+//! pauses, but [`verify_bundle`] returns it only once a read of the input
+//! already under way comes back (input ends, fails or delivers more).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -748,6 +752,145 @@ struct End {
     sha256: String,
 }
 
+/// The keys that mark a kind, in the order [`Kind::of_object`] tries them.
+const MARKS: [&str; 7] = [
+    "annal_export",
+    "vkey",
+    "start",
+    "seq",
+    "checkpoint",
+    "consistency",
+    "end",
+];
+
+/// What classifying and explaining a line need of a JSON object: which of
+/// [`MARKS`] it has, and its `annal_export` and `seq` when they are u64s.
+/// Read without building the line's JSON tree, so a huge malformed line
+/// costs no more memory than its largest key.
+#[derive(Default)]
+struct Shape {
+    marks: [bool; MARKS.len()],
+    annal_export: Option<u64>,
+    seq: Option<u64>,
+}
+
+/// A JSON value as far as [`Shape`] needs it.
+enum Probed {
+    U64(u64),
+    Object(Shape),
+    Other,
+}
+
+/// Reads a JSON value into a [`Probed`], ignoring everything else; only
+/// when `object` are an object's keys looked at.
+#[derive(Clone, Copy)]
+struct Probe {
+    object: bool,
+}
+
+impl Probe {
+    /// Probes a whole line (without its newline).
+    fn line(bytes: &[u8]) -> serde_json::Result<Probed> {
+        use serde::de::DeserializeSeed as _;
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let probed = Probe { object: true }.deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        Ok(probed)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Probe {
+    type Value = Probed;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Probed, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Probe {
+    type Value = Probed;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Probed, E> {
+        Ok(Probed::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Probed, E> {
+        Ok(Probed::Other)
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Probed, E> {
+        Ok(Probed::U64(value))
+    }
+
+    fn visit_i128<E>(self, _: i128) -> Result<Probed, E> {
+        Ok(Probed::Other)
+    }
+
+    fn visit_u128<E>(self, value: u128) -> Result<Probed, E> {
+        Ok(u64::try_from(value).map_or(Probed::Other, Probed::U64))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Probed, E> {
+        Ok(Probed::Other)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Probed, E> {
+        Ok(Probed::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<Probed, E> {
+        Ok(Probed::Other)
+    }
+
+    fn visit_none<E>(self) -> Result<Probed, E> {
+        Ok(Probed::Other)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Probed, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Probed, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Probed::Other)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Probed, A::Error> {
+        use serde::de::IgnoredAny;
+        if !self.object {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Probed::Other);
+        }
+        let mut shape = Shape::default();
+        while let Some(key) = map.next_key::<String>()? {
+            if let Some(mark) = MARKS.iter().position(|mark| *mark == key) {
+                shape.marks[mark] = true;
+            }
+            let value = match key.as_str() {
+                "annal_export" | "seq" => match map.next_value_seed(Probe { object: false })? {
+                    Probed::U64(value) => Some(value),
+                    _ => None,
+                },
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            // The last of duplicate keys wins, as in a `serde_json::Map`.
+            if key == "seq" {
+                shape.seq = value;
+            } else {
+                shape.annal_export = value;
+            }
+        }
+        Ok(Probed::Object(shape))
+    }
+}
+
 /// The kinds of line. No key belongs to two kinds, so any one key of a line
 /// names the only kind it can be.
 #[derive(Clone, Copy)]
@@ -780,20 +923,12 @@ impl Kind {
     /// kind, in this order, that it has. A valid line has the keys of one
     /// kind only; for a line that mixes them, this order picks the kind
     /// whose parser explains what is wrong.
-    fn of_object(object: &serde_json::Map<String, serde_json::Value>) -> Option<Kind> {
-        const MARKS: [&str; 7] = [
-            "annal_export",
-            "vkey",
-            "start",
-            "seq",
-            "checkpoint",
-            "consistency",
-            "end",
-        ];
+    fn of_object(object: &Shape) -> Option<Kind> {
         MARKS
             .into_iter()
-            .find(|key| object.contains_key(*key))
-            .and_then(Kind::of_key)
+            .zip(object.marks)
+            .find(|(_, present)| *present)
+            .and_then(|(key, _)| Kind::of_key(key))
     }
 
     /// Parses a line of this kind (without its newline); a record line is
@@ -857,9 +992,10 @@ fn leading_key(bytes: &[u8]) -> Option<&str> {
 fn read_line(bytes: &[u8]) -> Result<Line, Fail> {
     let kind = match leading_key(bytes).and_then(Kind::of_key) {
         Some(kind) => Some(kind),
-        None => serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(bytes)
-            .ok()
-            .and_then(|object| Kind::of_object(&object)),
+        None => match Probe::line(bytes) {
+            Ok(Probed::Object(object)) => Kind::of_object(&object),
+            _ => None,
+        },
     };
     kind.and_then(|kind| kind.parse(bytes).ok())
         .ok_or_else(|| explain(bytes))
@@ -869,31 +1005,23 @@ fn read_line(bytes: &[u8]) -> Result<Line, Fail> {
 /// the key that marks a kind picks the type whose parser explains.
 fn explain(bytes: &[u8]) -> Fail {
     let malformed = |message: String| BundleFailureKind::MalformedLine(message);
-    let value = match serde_json::from_slice::<serde_json::Value>(bytes) {
-        Ok(value) => value,
+    let object = match Probe::line(bytes) {
+        Ok(Probed::Object(object)) => object,
+        Ok(_) => return malformed("not a JSON object".to_owned()).into(),
         Err(e) => return malformed(format!("not JSON: {e}")).into(),
     };
-    let Some(object) = value.as_object() else {
-        return malformed("not a JSON object".to_owned()).into();
-    };
-    if let Some(version) = object
-        .get("annal_export")
-        .and_then(serde_json::Value::as_u64)
-    {
+    if let Some(version) = object.annal_export {
         if version != BUNDLE_VERSION {
             return BundleFailureKind::UnsupportedVersion(version).into();
         }
     }
-    let message = match Kind::of_object(object).map(|kind| kind.parse(bytes)) {
+    let message = match Kind::of_object(&object).map(|kind| kind.parse(bytes)) {
         Some(Err(e)) => e.to_string(),
         Some(Ok(_)) => "the line mixes the keys of different line kinds".to_owned(),
         None => "no known line kind".to_owned(),
     };
     Fail {
-        seq: object
-            .get("seq")
-            .and_then(serde_json::Value::as_u64)
-            .map(Seq::new),
+        seq: object.seq.map(Seq::new),
         kind: malformed(message),
     }
 }
@@ -913,7 +1041,8 @@ fn explain(bytes: &[u8]) -> Fail {
 // waits while `READ_AHEAD_BYTES` are read but not yet verified, so memory
 // stays flat whatever the bundle's length and its lines' lengths.
 
-/// A batch is handed on once it holds this many bytes.
+/// A batch is handed on once it holds this many bytes (or sooner, when
+/// the input pauses after a complete line).
 const BATCH_BYTES: usize = 128 << 10;
 
 /// Room for the line that takes a batch past [`BATCH_BYTES`]: as long as
@@ -973,10 +1102,16 @@ impl Batch {
     }
 }
 
-/// Reads lines into `batch` until it holds [`BATCH_BYTES`] or reading stops.
-fn fill_batch<R: BufRead>(input: &mut R, batch: &mut Batch) {
+/// Reads lines into `batch` until it holds [`BATCH_BYTES`], reading stops,
+/// or it holds a complete line and finishing another one would mean a read
+/// that may block: a stream that pauses has its lines verified, and a
+/// failure among them reported, without waiting for more input.
+fn fill_batch<R: Read>(input: &mut BufReader<R>, batch: &mut Batch) {
     let limit = MAX_LINE_LEN as u64;
     while batch.bytes.len() < BATCH_BYTES {
+        if !batch.ends.is_empty() && !input.buffer().contains(&b'\n') {
+            return;
+        }
         let start = batch.bytes.len();
         let stop = match (&mut *input)
             .take(limit)
@@ -1002,7 +1137,12 @@ fn fill_batch<R: BufRead>(input: &mut R, batch: &mut Batch) {
 
 /// The reading thread: reads batches, hashes them and hands them to the
 /// workers in turn, until the input ends or the verifier stops.
-fn read_batches<R: BufRead>(mut input: R, read_ahead: &ReadAhead, workers: &[SyncSender<Batch>]) {
+fn read_batches<R: Read>(input: R, read_ahead: &ReadAhead, workers: &[SyncSender<Batch>]) {
+    // A buffer of its own, whose contents it can see without reading: the
+    // input's own buffering, if any, hides whether a read would block. A
+    // buffer this large is bypassed by the input's, so bytes are copied
+    // no more often than before.
+    let mut input = BufReader::with_capacity(BATCH_BYTES, input);
     let mut digest = Sha256::new();
     for worker in workers.iter().cycle() {
         if !read_ahead.wait_for_room() {
