@@ -313,7 +313,12 @@ impl Checkpointer {
             self.mark(tenant);
             return Ok(Signed::Current(latest));
         }
-        let Some((last_seq, chain_head)) = events::last(&tx).await? else {
+        let Some(events::Head {
+            seq: last_seq,
+            chain_hash: chain_head,
+            ..
+        }) = events::last(&tx).await?
+        else {
             tx.commit().await?;
             return Ok(Signed::Current(latest));
         };

@@ -143,7 +143,7 @@ impl Exporter {
             .ok_or(ServiceError::NotFound("checkpoint"))?;
         let committed = events::last(&tx)
             .await?
-            .map_or(0, |(seq, _)| seq.value() + 1);
+            .map_or(0, |head| head.seq.value() + 1);
         let not_yet = |seq: u64| {
             ServiceError::Unavailable(format!(
                 "seq {seq} is committed but not yet covered by a signed checkpoint (size {}); \

@@ -72,7 +72,7 @@ fn out_of_range(message: String) -> ServiceError {
 async fn committed_size(tx: &TenantTx<'_>) -> Result<u64, ServiceError> {
     Ok(events::last(tx)
         .await?
-        .map_or(0, |(seq, _)| seq.value() + 1))
+        .map_or(0, |head| head.seq.value() + 1))
 }
 
 impl Proofs {

@@ -76,10 +76,16 @@ pub struct Head {
 /// The head of the tenant's chain, or `None` for an empty chain; with the
 /// chain lock held, so nothing can be appended after it meanwhile.
 pub async fn head(lock: &ChainLock<'_, '_>) -> Result<Option<Head>, StoreError> {
-    let tx = lock.tx();
-    const HEAD: &str = "SELECT seq, chain_hash, received_at FROM annal.events \
+    last(lock.tx()).await
+}
+
+/// The last committed record, without the chain lock: every record before
+/// it is committed too (a chain is appended in order, under the lock), so
+/// `0..=seq` is a stable prefix to sign or export.
+pub async fn last(tx: &TenantTx<'_>) -> Result<Option<Head>, StoreError> {
+    const LAST: &str = "SELECT seq, chain_hash, received_at FROM annal.events \
                         WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1";
-    let stmt = tx.inner().prepare_cached(HEAD).await?;
+    let stmt = tx.inner().prepare_cached(LAST).await?;
     let row = tx
         .inner()
         .query_opt(&stmt, &[&tx.tenant().as_uuid()])
@@ -94,27 +100,6 @@ pub async fn head(lock: &ChainLock<'_, '_>) -> Result<Option<Head>, StoreError> 
         chain_hash: hash32(&row, "chain_hash")?,
         received_at: Timestamp::from_datetime(received_at),
     }))
-}
-
-/// The last committed record's seq and chain hash, without the chain lock:
-/// every record before it is committed too (a chain is appended in order,
-/// under the lock), so `0..=seq` is a stable prefix to sign or export.
-pub async fn last(tx: &TenantTx<'_>) -> Result<Option<(Seq, ChainHash)>, StoreError> {
-    const LAST: &str = "SELECT seq, chain_hash FROM annal.events \
-                        WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1";
-    let stmt = tx.inner().prepare_cached(LAST).await?;
-    let row = tx
-        .inner()
-        .query_opt(&stmt, &[&tx.tenant().as_uuid()])
-        .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let seq: i64 = row.try_get("seq")?;
-    Ok(Some((
-        Seq::new(u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative seq".into()))?),
-        hash32(&row, "chain_hash")?,
-    )))
 }
 
 /// The stored records with these event ids, in any order.

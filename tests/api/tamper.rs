@@ -71,6 +71,19 @@ async fn set_bytes(
     assert_eq!(n, 1);
 }
 
+/// Runs `sql` with the tenant id as `$1`, and any further parameters.
+async fn attack(
+    client: &tokio_postgres::Client,
+    app: &TestApp,
+    sql: &str,
+    more: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) {
+    let tenant = app.tenant.id.as_uuid();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&tenant];
+    params.extend_from_slice(more);
+    client.execute(sql, &params).await.unwrap();
+}
+
 /// The failure both verifiers report: (offline seq, online seq).
 async fn detected(app: &TestApp) -> (Value, Value) {
     let r = app.get("/v1/export", &app.tenant.key).await;
@@ -173,13 +186,13 @@ async fn an_altered_header_field_is_caught() {
 async fn a_deleted_row_is_caught() {
     let app = seeded().await;
     let client = attacker(&app).await;
-    client
-        .execute(
-            "DELETE FROM annal.events WHERE tenant_id = $1 AND seq = 4",
-            &[&app.tenant.id.as_uuid()],
-        )
-        .await
-        .unwrap();
+    attack(
+        &client,
+        &app,
+        "DELETE FROM annal.events WHERE tenant_id = $1 AND seq = 4",
+        &[],
+    )
+    .await;
     assert_names_seq(&app, 4).await;
 }
 
@@ -188,13 +201,13 @@ async fn two_swapped_rows_are_caught() {
     let app = seeded().await;
     let client = attacker(&app).await;
     for (from, to) in [(2i64, 1_000_000i64), (3, 2), (1_000_000, 3)] {
-        client
-            .execute(
-                "UPDATE annal.events SET seq = $3 WHERE tenant_id = $1 AND seq = $2",
-                &[&app.tenant.id.as_uuid(), &from, &to],
-            )
-            .await
-            .unwrap();
+        attack(
+            &client,
+            &app,
+            "UPDATE annal.events SET seq = $3 WHERE tenant_id = $1 AND seq = $2",
+            &[&from, &to],
+        )
+        .await;
     }
     assert_names_seq(&app, 2).await;
 }
@@ -203,13 +216,13 @@ async fn two_swapped_rows_are_caught() {
 async fn a_truncated_tail_is_caught() {
     let app = seeded().await;
     let client = attacker(&app).await;
-    client
-        .execute(
-            "DELETE FROM annal.events WHERE tenant_id = $1 AND seq >= 9",
-            &[&app.tenant.id.as_uuid()],
-        )
-        .await
-        .unwrap();
+    attack(
+        &client,
+        &app,
+        "DELETE FROM annal.events WHERE tenant_id = $1 AND seq >= 9",
+        &[],
+    )
+    .await;
     assert_names_seq(&app, 9).await;
 }
 
