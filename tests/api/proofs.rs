@@ -672,3 +672,66 @@ async fn an_export_of_records_not_yet_signed_asks_to_retry_instead_of_cutting_sh
         serde_json::from_slice(bundle.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(header["to_seq"], 2);
 }
+
+#[tokio::test]
+async fn proofs_from_the_stored_strata_verify_around_stratum_boundaries() {
+    let app = spawn_app_with(&[("ANNAL_CHECKPOINT_INTERVAL", "1ms")]).await;
+    // Checkpoints just below, at and just above 256 and 512 leaves.
+    let mut posted = 0;
+    let mut checkpoints = Vec::new();
+    for size in [255usize, 256, 257, 511, 512, 513, 1030] {
+        while posted < size {
+            let n = (size - posted).min(1000);
+            post_events(&app, &app.tenant, n, posted).await;
+            posted += n;
+        }
+        let signed = loop {
+            let signed = checkpoint(&app, &app.tenant).await;
+            if signed.checkpoint().size == size as u64 {
+                break signed;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        checkpoints.push(signed);
+    }
+    for signed in &checkpoints {
+        let (size, root) = (signed.checkpoint().size, signed.checkpoint().root);
+        for seq in [0, 1, 127, 128, 254, 255, 256, 257, 510, 511, 512, 1029] {
+            if seq >= size {
+                continue;
+            }
+            let r = app
+                .get(
+                    &format!("/v1/proofs/inclusion?seq={seq}&tree_size={size}"),
+                    &app.tenant.key,
+                )
+                .await;
+            assert_eq!(r.status(), 200, "seq {seq} size {size}");
+            let proof: Value = r.json().await.unwrap();
+            let leaf = TreeHash::from_base64(proof["leaf_hash"].as_str().unwrap()).unwrap();
+            verify_inclusion(seq, size, &leaf, &b64(&proof["audit_path"]), &root)
+                .unwrap_or_else(|e| panic!("seq {seq} in {size}: {e}"));
+        }
+    }
+    for (i, old) in checkpoints.iter().enumerate() {
+        for new in &checkpoints[i..] {
+            let (old, new) = (old.checkpoint(), new.checkpoint());
+            let r = app
+                .get(
+                    &format!("/v1/proofs/consistency?from={}&to={}", old.size, new.size),
+                    &app.tenant.key,
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+            let proof: Value = r.json().await.unwrap();
+            verify_consistency(
+                old.size,
+                new.size,
+                &b64(&proof["proof"]),
+                &old.root,
+                &new.root,
+            )
+            .unwrap_or_else(|e| panic!("{} -> {}: {e}", old.size, new.size));
+        }
+    }
+}
