@@ -862,6 +862,8 @@ fn spawn_server(
         .env("DATABASE_URL", app_url)
         .env("ANNAL_API_KEY_PEPPER", pepper.to_hex())
         .env("ANNAL_SIGNING_KEY", signer.to_skey().as_str())
+        // Throughput is what is measured: no per-key abuse limit.
+        .env("ANNAL_INGEST_LIMIT", "0")
         .env("RUST_LOG", "info");
     for kv in &args.server_env {
         let (k, v) = kv

@@ -40,6 +40,9 @@ use crate::pg::{self, Cluster};
 /// # Checkpoint signing keys, newest first (the first signs).
 /// signing_key_files = ["/run/secrets/annal-signing-key"]
 /// checkpoint_interval = "1s"
+/// # Per API key: sustained events/s (0 = no limit) and burst.
+/// ingest_limit = 10000
+/// ingest_burst = 20000
 /// ```
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +71,10 @@ pub struct FileConfig {
     pub signing_key_files: Option<Vec<PathBuf>>,
     /// Time between two checkpoints of a tenant, e.g. `"1s"` or `"250ms"`.
     pub checkpoint_interval: Option<String>,
+    /// Sustained events per second one API key may append (0: no limit).
+    pub ingest_limit: Option<u32>,
+    /// Most events one API key may append at once after a pause.
+    pub ingest_burst: Option<u32>,
 }
 
 impl FileConfig {
@@ -142,6 +149,8 @@ impl fmt::Debug for FileConfig {
             .field("max_group", &self.max_group)
             .field("signing_key_files", &self.signing_key_files)
             .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("ingest_limit", &self.ingest_limit)
+            .field("ingest_burst", &self.ingest_burst)
             .finish()
     }
 }

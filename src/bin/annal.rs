@@ -20,6 +20,7 @@ use annal::service::checkpoints::{self, Checkpointer, Keyring};
 use annal::service::events::Ledger;
 use annal::service::export::{Chunk, ExportInput, Exporter};
 use annal::service::keys::Keys;
+use annal::service::limits::{self, IngestLimit, IngestLimiter};
 use annal::service::proofs::Proofs;
 use annal::service::{ServiceError, SharedClock, SystemClock, tenants};
 use annal::store::{self, Store};
@@ -116,6 +117,12 @@ struct ServeArgs {
     /// Time between two checkpoints of a tenant, e.g. 1s or 250ms [default: 1s].
     #[arg(long, env = "ANNAL_CHECKPOINT_INTERVAL")]
     checkpoint_interval: Option<String>,
+    /// Events per second one API key may append, sustained; 0 turns the limit off [default: 10000].
+    #[arg(long, env = "ANNAL_INGEST_LIMIT")]
+    ingest_limit: Option<u32>,
+    /// Events one API key may append at once after a pause (at least 1000) [default: 20000].
+    #[arg(long, env = "ANNAL_INGEST_BURST")]
+    ingest_burst: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -547,12 +554,23 @@ async fn serve_on(
     let keys = Keys::new(store.clone(), settings.pepper()?, clock.clone());
     let checkpointer = Checkpointer::new(store.clone(), keyring.clone(), clock.clone(), interval);
     actix_web::rt::spawn(checkpointer.clone().run());
+    let limit = IngestLimit {
+        per_second: args
+            .ingest_limit
+            .or(file.ingest_limit)
+            .unwrap_or(limits::DEFAULT_PER_SECOND),
+        burst: args
+            .ingest_burst
+            .or(file.ingest_burst)
+            .unwrap_or(limits::DEFAULT_BURST),
+    };
     let ledger = Ledger::new(
         store.clone(),
         clock.clone(),
         max_group,
         Some(checkpointer.clone()),
-    );
+    )
+    .with_ingest_limiter(IngestLimiter::new(limit)?);
     let proofs = Proofs::new(store.clone(), checkpointer.clone(), ledger.clone());
     let exporter = Exporter::new(store.clone(), checkpointer, ledger.clone());
     let listener = TcpListener::bind(&bind).with_context(|| format!("binding {bind}"))?;

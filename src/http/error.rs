@@ -67,6 +67,7 @@ impl ApiError {
                 ServiceError::NotFound(_) => "not_found",
                 ServiceError::IdempotencyConflict(_) => "idempotency_conflict",
                 ServiceError::Unavailable(_) => "unavailable",
+                ServiceError::RateLimited { .. } => "rate_limited",
                 ServiceError::Internal(_) => "internal",
             },
         }
@@ -84,6 +85,7 @@ impl ResponseError for ApiError {
                 ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
                 ServiceError::IdempotencyConflict(_) => StatusCode::CONFLICT,
                 ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -110,6 +112,16 @@ impl ResponseError for ApiError {
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                // Whole seconds, rounded up: never "0".
+                let seconds = match self {
+                    ApiError::Service(ServiceError::RateLimited { retry_after }) => {
+                        retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)
+                    }
+                    _ => 1,
+                };
+                response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
             }
             _ => {}
         }

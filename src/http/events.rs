@@ -45,6 +45,7 @@ fn created_or_ok(receipts: &[Receipt]) -> StatusCode {
         (status = 403, description = "Key lacks events:write", body = ErrorBody),
         (status = 409, description = "event_id reused for a different event", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 429, description = "The key is over its ingest limit; see Retry-After", body = ErrorBody),
     ))]
 #[post("/v1/events")]
 pub async fn append_one(
@@ -76,6 +77,7 @@ pub async fn append_one(
         (status = 403, description = "Key lacks events:write", body = ErrorBody),
         (status = 409, description = "An event_id was reused for a different event; nothing stored", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 429, description = "The key is over its ingest limit; see Retry-After", body = ErrorBody),
     ))]
 #[post("/v1/events/batch")]
 pub async fn append_batch(

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::append::{Appended, Appender, Pending};
 use super::auth::{Authorized, Principal, ReadEvents, WriteEvents};
 use super::checkpoints::Checkpointer;
+use super::limits::IngestLimiter;
 use super::{ServiceError, SharedClock};
 use crate::ledger::{
     Actor, EventId, Outcome, Payload, Resource, Salt, Seq, Timestamp, commit_payload,
@@ -576,6 +577,7 @@ pub struct Ledger {
     store: Store,
     appender: Appender,
     clock: SharedClock,
+    limiter: IngestLimiter,
 }
 
 impl Ledger {
@@ -590,7 +592,13 @@ impl Ledger {
             appender: Appender::new(store.clone(), clock.clone(), max_group, checkpointer),
             store,
             clock,
+            limiter: IngestLimiter::unlimited(),
         }
+    }
+
+    /// The same ledger, limiting how fast each API key may append.
+    pub fn with_ingest_limiter(self, limiter: IngestLimiter) -> Ledger {
+        Ledger { limiter, ..self }
     }
 
     /// The clock this ledger dates records with.
@@ -605,6 +613,7 @@ impl Ledger {
         who: &Authorized<WriteEvents>,
         events: Vec<Pending>,
     ) -> Result<Vec<Receipt>, ServiceError> {
+        self.limiter.check(who.principal().key_id(), events.len())?;
         let appended = self.appender.append(who.tenant(), events).await?;
         Ok(appended.into_iter().map(Receipt::from).collect())
     }

@@ -11,6 +11,7 @@ pub mod checkpoints;
 pub mod events;
 pub mod export;
 pub mod keys;
+pub mod limits;
 pub mod proofs;
 pub mod tenants;
 
@@ -69,6 +70,12 @@ pub enum ServiceError {
     /// Temporarily unable to serve; the client should retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The caller went over its rate limit; nothing was done.
+    #[error("rate limit exceeded; retry in {} ms", .retry_after.as_millis())]
+    RateLimited {
+        /// How long until the request would fit.
+        retry_after: std::time::Duration,
+    },
     /// Anything else; details are logged, never returned.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

@@ -189,3 +189,65 @@ async fn writes_land_in_the_keys_own_tenant_and_nowhere_else() {
     let report = app.verify_chain(&other).await;
     assert_eq!(report.tenant_id, other.id);
 }
+
+#[tokio::test]
+async fn a_key_over_its_ingest_limit_gets_429_with_retry_after_and_nothing_is_stored() {
+    let app = crate::helpers::spawn_app_with(&[
+        ("ANNAL_INGEST_LIMIT", "1"),
+        ("ANNAL_INGEST_BURST", "1000"),
+    ])
+    .await;
+    let events: Vec<serde_json::Value> = (0..1000).map(crate::helpers::event).collect();
+    let r = app
+        .post(
+            "/v1/events/batch",
+            &app.tenant.key,
+            &serde_json::json!({ "events": events }),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "the burst fits a whole batch");
+    let before = app.db.count_events().await;
+
+    let r = app
+        .post("/v1/events", &app.tenant.key, &crate::helpers::event(5000))
+        .await;
+    assert_eq!(r.status(), 429);
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(app.db.count_events().await, before, "nothing stored");
+
+    // The limit is per key: another key of the same tenant still posts,
+    // and reads are not limited.
+    let other = app
+        .new_key(app.tenant.id, &annal::service::auth::Scope::ALL)
+        .await;
+    let r = app
+        .post("/v1/events", &other.key, &crate::helpers::event(5001))
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = app.get("/v1/events?limit=1", &app.tenant.key).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn serve_refuses_an_ingest_burst_smaller_than_a_batch() {
+    let db = crate::helpers::TestDb::new().await;
+    let out = std::process::Command::new(crate::helpers::ANNAL)
+        .args(["serve", "--bind", "127.0.0.1:0", "--ingest-burst", "10"])
+        .env("DATABASE_URL", db.app_url())
+        .env(
+            "ANNAL_API_KEY_PEPPER",
+            annal::crypto::Pepper::generate().to_hex(),
+        )
+        .env("ANNAL_SIGNING_KEY", &db.skey)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least the largest batch"));
+}
