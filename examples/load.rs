@@ -187,6 +187,33 @@ struct Template {
     request_id: Option<String>,
 }
 
+impl Template {
+    /// The parameters of one `bench.events` row, in [`COLUMNS`] order.
+    fn row<'a>(
+        &'a self,
+        tenant: &'a Uuid,
+        seq: &'a i64,
+        id: &'a Uuid,
+    ) -> [&'a (dyn ToSql + Sync); 14] {
+        [
+            tenant,
+            seq,
+            id,
+            &self.received_at,
+            &self.action,
+            &self.record,
+            &self.leaf_hash,
+            &self.chain_hash,
+            &self.payload,
+            &self.salt,
+            &self.actor_id,
+            &self.resource_type,
+            &self.resource_id,
+            &self.request_id,
+        ]
+    }
+}
+
 const COLUMNS: &str = "tenant_id, seq, event_id, received_at, action, record, leaf_hash, \
                        chain_hash, payload, salt, actor_id, resource_type, resource_id, request_id";
 
@@ -699,27 +726,7 @@ impl Bench {
                         let s = seq.fetch_add(1, Ordering::Relaxed);
                         let id = Uuid::new_v4();
                         let started = Instant::now();
-                        let done = client
-                            .execute(
-                                &stmt,
-                                &[
-                                    &tenant,
-                                    &s,
-                                    &id,
-                                    &t.received_at,
-                                    &t.action,
-                                    &t.record,
-                                    &t.leaf_hash,
-                                    &t.chain_hash,
-                                    &t.payload,
-                                    &t.salt,
-                                    &t.actor_id,
-                                    &t.resource_type,
-                                    &t.resource_id,
-                                    &t.request_id,
-                                ],
-                            )
-                            .await;
+                        let done = client.execute(&stmt, &t.row(&tenant, &s, &id)).await;
                         match done {
                             Ok(_) => {
                                 tally.record(window, started, 1);
@@ -781,23 +788,7 @@ impl Bench {
                                 let t = &templates[n % templates.len()];
                                 let s = seq.fetch_add(1, Ordering::Relaxed);
                                 let id = Uuid::new_v4();
-                                let row: [&(dyn ToSql + Sync); 14] = [
-                                    &tenant,
-                                    &s,
-                                    &id,
-                                    &t.received_at,
-                                    &t.action,
-                                    &t.record,
-                                    &t.leaf_hash,
-                                    &t.chain_hash,
-                                    &t.payload,
-                                    &t.salt,
-                                    &t.actor_id,
-                                    &t.resource_type,
-                                    &t.resource_id,
-                                    &t.request_id,
-                                ];
-                                writer.as_mut().write(&row).await?;
+                                writer.as_mut().write(&t.row(&tenant, &s, &id)).await?;
                             }
                             writer.finish().await
                         }

@@ -197,15 +197,8 @@ async fn a_key_over_its_ingest_limit_gets_429_with_retry_after_and_nothing_is_st
         ("ANNAL_INGEST_BURST", "1000"),
     ])
     .await;
-    let events: Vec<serde_json::Value> = (0..1000).map(crate::helpers::event).collect();
-    let r = app
-        .post(
-            "/v1/events/batch",
-            &app.tenant.key,
-            &serde_json::json!({ "events": events }),
-        )
-        .await;
-    assert_eq!(r.status(), 201, "the burst fits a whole batch");
+    // The burst fits a whole batch.
+    crate::helpers::post_events(&app, &app.tenant, 1000, 0).await;
     let before = app.db.count_events().await;
 
     let r = app

@@ -411,6 +411,19 @@ impl TestApp {
     }
 }
 
+/// Posts events `offset..offset + n` (see [`event`]) as one batch.
+pub async fn post_events(app: &TestApp, tenant: &Tenant, n: usize, offset: usize) {
+    let events: Vec<Value> = (0..n).map(|i| event(offset + i)).collect();
+    let r = app
+        .post(
+            "/v1/events/batch",
+            &tenant.key,
+            &serde_json::json!({ "events": events }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+}
+
 /// A valid event with a distinct resource id.
 pub fn event(n: usize) -> Value {
     serde_json::json!({

@@ -12,24 +12,13 @@ use annal::service::auth::Scope;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ANNAL_VERIFY, Server, Tenant, TestApp, annal_cmd, event, fails, spawn_app, spawn_app_with,
+    ANNAL_VERIFY, Server, Tenant, TestApp, annal_cmd, event, fails, post_events, spawn_app,
+    spawn_app_with,
 };
 
 /// A checkpoint interval short enough that every request asking for a
 /// checkpoint gets one covering what was posted before it.
 const EVERY_REQUEST: (&str, &str) = ("ANNAL_CHECKPOINT_INTERVAL", "1ms");
-
-async fn post_events(app: &TestApp, tenant: &Tenant, n: usize, offset: usize) {
-    let events: Vec<Value> = (0..n).map(|i| event(offset + i)).collect();
-    let r = app
-        .post(
-            "/v1/events/batch",
-            &tenant.key,
-            &json!({ "events": events }),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-}
 
 fn vkey(app: &TestApp) -> VerifierKey {
     VerifierKey::parse(&app.db.vkey).unwrap()
@@ -46,6 +35,46 @@ async fn checkpoint(app: &TestApp, tenant: &Tenant) -> SignedCheckpoint {
     let signed = SignedCheckpoint::parse(&r.text().await.unwrap()).unwrap();
     signed.verify(&[vkey(app)]).unwrap();
     signed
+}
+
+/// Fetches the inclusion proof of `seq` in the tree of `signed`'s size and
+/// verifies it against the signed root; returns the served JSON.
+async fn assert_included(app: &TestApp, seq: u64, signed: &SignedCheckpoint) -> Value {
+    let (size, root) = (signed.checkpoint().size, signed.checkpoint().root);
+    let r = app
+        .get(
+            &format!("/v1/proofs/inclusion?seq={seq}&tree_size={size}"),
+            &app.tenant.key,
+        )
+        .await;
+    assert_eq!(r.status(), 200, "seq {seq} size {size}");
+    let proof: Value = r.json().await.unwrap();
+    let leaf = TreeHash::from_base64(proof["leaf_hash"].as_str().unwrap()).unwrap();
+    verify_inclusion(seq, size, &leaf, &b64(&proof["audit_path"]), &root)
+        .unwrap_or_else(|e| panic!("seq {seq} in {size}: {e}"));
+    proof
+}
+
+/// Fetches the consistency proof between two checkpoints' sizes and
+/// verifies it against their signed roots.
+async fn assert_consistent(app: &TestApp, old: &SignedCheckpoint, new: &SignedCheckpoint) {
+    let (old, new) = (old.checkpoint(), new.checkpoint());
+    let r = app
+        .get(
+            &format!("/v1/proofs/consistency?from={}&to={}", old.size, new.size),
+            &app.tenant.key,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let proof: Value = r.json().await.unwrap();
+    verify_consistency(
+        old.size,
+        new.size,
+        &b64(&proof["proof"]),
+        &old.root,
+        &new.root,
+    )
+    .unwrap_or_else(|e| panic!("{} -> {}: {e}", old.size, new.size));
 }
 
 fn b64(hashes: &Value) -> Vec<TreeHash> {
@@ -127,26 +156,10 @@ async fn every_event_has_an_inclusion_proof_to_the_signed_root() {
     let size = signed.checkpoint().size;
     assert_eq!(size, 37);
     for seq in 0..size {
-        let r = app
-            .get(
-                &format!("/v1/proofs/inclusion?seq={seq}&tree_size={size}"),
-                &app.tenant.key,
-            )
-            .await;
-        assert_eq!(r.status(), 200);
-        let proof: Value = r.json().await.unwrap();
+        let proof = assert_included(&app, seq, &signed).await;
         assert_eq!(proof["leaf_index"], seq);
         assert_eq!(proof["tree_size"], size);
         assert_eq!(proof["checkpoint"].as_str().unwrap(), signed.to_text());
-        let leaf = TreeHash::from_base64(proof["leaf_hash"].as_str().unwrap()).unwrap();
-        verify_inclusion(
-            seq,
-            size,
-            &leaf,
-            &b64(&proof["audit_path"]),
-            &signed.checkpoint().root,
-        )
-        .unwrap();
     }
 }
 
@@ -159,23 +172,7 @@ async fn successive_checkpoints_are_proven_consistent() {
         checkpoints.push(checkpoint(&app, &app.tenant).await);
     }
     for pair in checkpoints.windows(2) {
-        let (old, new) = (pair[0].checkpoint(), pair[1].checkpoint());
-        let r = app
-            .get(
-                &format!("/v1/proofs/consistency?from={}&to={}", old.size, new.size),
-                &app.tenant.key,
-            )
-            .await;
-        assert_eq!(r.status(), 200);
-        let proof: Value = r.json().await.unwrap();
-        verify_consistency(
-            old.size,
-            new.size,
-            &b64(&proof["proof"]),
-            &old.root,
-            &new.root,
-        )
-        .unwrap();
+        assert_consistent(&app, &pair[0], &pair[1]).await;
     }
     // And each stored checkpoint is served byte for byte.
     for signed in &checkpoints {
@@ -695,43 +692,15 @@ async fn proofs_from_the_stored_strata_verify_around_stratum_boundaries() {
         checkpoints.push(signed);
     }
     for signed in &checkpoints {
-        let (size, root) = (signed.checkpoint().size, signed.checkpoint().root);
         for seq in [0, 1, 127, 128, 254, 255, 256, 257, 510, 511, 512, 1029] {
-            if seq >= size {
-                continue;
+            if seq < signed.checkpoint().size {
+                assert_included(&app, seq, signed).await;
             }
-            let r = app
-                .get(
-                    &format!("/v1/proofs/inclusion?seq={seq}&tree_size={size}"),
-                    &app.tenant.key,
-                )
-                .await;
-            assert_eq!(r.status(), 200, "seq {seq} size {size}");
-            let proof: Value = r.json().await.unwrap();
-            let leaf = TreeHash::from_base64(proof["leaf_hash"].as_str().unwrap()).unwrap();
-            verify_inclusion(seq, size, &leaf, &b64(&proof["audit_path"]), &root)
-                .unwrap_or_else(|e| panic!("seq {seq} in {size}: {e}"));
         }
     }
     for (i, old) in checkpoints.iter().enumerate() {
         for new in &checkpoints[i..] {
-            let (old, new) = (old.checkpoint(), new.checkpoint());
-            let r = app
-                .get(
-                    &format!("/v1/proofs/consistency?from={}&to={}", old.size, new.size),
-                    &app.tenant.key,
-                )
-                .await;
-            assert_eq!(r.status(), 200);
-            let proof: Value = r.json().await.unwrap();
-            verify_consistency(
-                old.size,
-                new.size,
-                &b64(&proof["proof"]),
-                &old.root,
-                &new.root,
-            )
-            .unwrap_or_else(|e| panic!("{} -> {}: {e}", old.size, new.size));
+            assert_consistent(&app, old, new).await;
         }
     }
 }

@@ -105,15 +105,7 @@ async fn without_a_tenant_set_the_app_role_sees_no_rows() {
 #[tokio::test]
 async fn stored_tree_nodes_are_the_roots_of_their_leaves_and_immutable() {
     let app = spawn_app().await;
-    let events: Vec<Value> = (0..300).map(event).collect();
-    let r = app
-        .post(
-            "/v1/events/batch",
-            &app.tenant.key,
-            &serde_json::json!({ "events": events }),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
+    crate::helpers::post_events(&app, &app.tenant, 300, 0).await;
     let client = app.db.connect(pg::SUPERUSER).await;
     let nodes = client
         .query(

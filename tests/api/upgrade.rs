@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use annal::pg;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::helpers::{Server, TestApp, event, spawn_app};
+use crate::helpers::{Server, TestApp, event, post_events, spawn_app};
 
 const REBUILDING: &str = "building the Merkle tree of a tenant written before schema V2";
 
@@ -24,6 +24,14 @@ async fn stored_nodes(app: &TestApp) -> Vec<(i16, i64, Vec<u8>)> {
         .iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect()
+}
+
+/// Stops the server, leaves the tenant as schema V1 left it, and starts a
+/// server again: what an upgrade does (stop every process, migrate, start).
+async fn restart_as_written_by_v1(app: &mut TestApp) {
+    app.server.kill9();
+    forget_tree(app).await;
+    app.server = Server::spawn(&app.db, &app.pepper);
 }
 
 /// Leaves the tenant as schema V1 left it: events only, no strata nodes
@@ -48,22 +56,11 @@ async fn forget_tree(app: &TestApp) {
 #[tokio::test]
 async fn a_tenant_written_before_schema_v2_gets_its_tree_on_its_next_append() {
     let mut app = spawn_app().await;
-    let events: Vec<Value> = (0..600).map(event).collect();
-    let r = app
-        .post(
-            "/v1/events/batch",
-            &app.tenant.key,
-            &json!({ "events": events }),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
+    post_events(&app, &app.tenant, 600, 0).await;
     let original = stored_nodes(&app).await;
     assert_eq!(original.len(), 2, "600 leaves complete two level-8 nodes");
 
-    // Upgrading means stopping every process, then migrating.
-    app.server.kill9();
-    forget_tree(&app).await;
-    app.server = Server::spawn(&app.db, &app.pepper);
+    restart_as_written_by_v1(&mut app).await;
 
     let r = app.post("/v1/events", &app.tenant.key, &event(600)).await;
     assert_eq!(r.status(), 201);
@@ -98,22 +95,12 @@ async fn a_tree_bigger_than_one_page_of_leaves_is_rebuilt_whole() {
     // 39 spans the boundary between them.
     for batch in 0..11 {
         let size = if batch < 10 { 1000 } else { 300 };
-        let events: Vec<Value> = (0..size).map(|n| event(batch * 1000 + n)).collect();
-        let r = app
-            .post(
-                "/v1/events/batch",
-                &app.tenant.key,
-                &json!({ "events": events }),
-            )
-            .await;
-        assert_eq!(r.status(), 201);
+        post_events(&app, &app.tenant, size, batch * 1000).await;
     }
     let original = stored_nodes(&app).await;
     assert_eq!(original.len(), 40);
 
-    app.server.kill9();
-    forget_tree(&app).await;
-    app.server = Server::spawn(&app.db, &app.pepper);
+    restart_as_written_by_v1(&mut app).await;
 
     let r = app
         .post("/v1/events", &app.tenant.key, &event(20_000))
@@ -130,9 +117,7 @@ async fn a_tenant_below_the_first_stratum_needs_no_rebuild() {
         let r = app.post("/v1/events", &app.tenant.key, &event(n)).await;
         assert_eq!(r.status(), 201);
     }
-    app.server.kill9();
-    forget_tree(&app).await;
-    app.server = Server::spawn(&app.db, &app.pepper);
+    restart_as_written_by_v1(&mut app).await;
 
     let r = app.post("/v1/events", &app.tenant.key, &event(3)).await;
     assert_eq!(r.status(), 201);
@@ -143,19 +128,9 @@ async fn a_tenant_below_the_first_stratum_needs_no_rebuild() {
 #[tokio::test]
 async fn a_tenant_written_before_schema_v2_gets_a_checkpoint_without_appending() {
     let mut app = spawn_app().await;
-    let events: Vec<Value> = (0..300).map(event).collect();
-    let r = app
-        .post(
-            "/v1/events/batch",
-            &app.tenant.key,
-            &json!({ "events": events }),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
+    post_events(&app, &app.tenant, 300, 0).await;
     let original = stored_nodes(&app).await;
-    app.server.kill9();
-    forget_tree(&app).await;
-    app.server = Server::spawn(&app.db, &app.pepper);
+    restart_as_written_by_v1(&mut app).await;
 
     // Only an auditor's request: the signer builds the tree itself.
     let r = app.get("/v1/checkpoint", &app.tenant.key).await;
