@@ -20,6 +20,18 @@
 //! non-perfect subtree on a tree's right edge from the perfect nodes of its
 //! binary decomposition. So a root or a proof costs a bounded read per
 //! stratum — see [`plan_reads`] for the exact bound.
+//!
+//! # After a purge
+//! Retention deletes a prefix of the leaves, `[0, P)`, and keeps the stored
+//! strata and the compact range of the tree of `P` leaves (the *boundary*).
+//! Every node that trees of at least `P` leaves and proofs about leaves at or
+//! after `P` need is still computable: a node read from a stratum above the
+//! leaves is untouched; a node below level 8 that ends at or before `P` is a
+//! node of the boundary's compact range; one that straddles `P` is the fold of
+//! the boundary's nodes inside it (they tile its part below `P`) and the
+//! retained leaves after `P`. Any other node below level 8 and before `P` is
+//! gone. [`plan_reads_after_purge`] and [`resolve_after_purge`] do this, with
+//! the same read bound, and never read a leaf below `P`.
 
 use std::fmt;
 use std::ops::Range;
@@ -233,6 +245,16 @@ pub enum MerkleError {
     /// The tree already holds `u64::MAX` leaves.
     #[error("the tree is full")]
     TreeFull,
+    /// The node needs leaves a purge deleted: it lies below the boundary,
+    /// under the first stratum, and is not a node of the boundary's compact
+    /// range.
+    #[error("node {node:?} needs leaves purged below {boundary}")]
+    Purged {
+        /// The node that cannot be computed any more.
+        node: NodeId,
+        /// The purge boundary: leaves `[0, boundary)` are gone.
+        boundary: u64,
+    },
 }
 
 /// `SHA-256(0x01 || left || right)`: an interior node (RFC 6962 §2.1).
@@ -446,7 +468,12 @@ impl CompactRange {
 ///
 /// With at most 8 strata below 2^64 leaves, a proof costs at most 16 reads.
 pub fn plan_reads(ids: &[NodeId]) -> Vec<StratumRead> {
-    let mut needed: Vec<StratumRead> = ids.iter().filter_map(|id| id.stratum_read()).collect();
+    merge_reads(ids.iter().filter_map(|id| id.stratum_read()).collect())
+}
+
+/// Sorts the ranges needed and merges those of a stratum while the merged
+/// read stays within [`MAX_READ_LEN`].
+fn merge_reads(mut needed: Vec<StratumRead>) -> Vec<StratumRead> {
     needed.sort_unstable_by_key(|read| (read.level, read.start, read.end));
     let mut reads: Vec<StratumRead> = Vec::new();
     for next in needed {
@@ -472,6 +499,109 @@ pub fn resolve(
     reads: &[StratumRead],
     fetched: &[Vec<TreeHash>],
 ) -> Result<Vec<TreeHash>, MerkleError> {
+    // Nothing purged: every node is read from the store.
+    resolve_after_purge(ids, &CompactRange::new(), reads, fetched)
+}
+
+/// Where the hash of a node comes from once the leaves below a purge
+/// boundary are gone.
+enum Source {
+    /// The stored nodes of this read, as without a purge.
+    Stored(StratumRead),
+    /// The boundary's compact-range node at this position.
+    Border(usize),
+    /// A node straddling the boundary: the boundary's compact-range nodes at
+    /// `tiles`, which cover its leaves below the boundary (`below` of them),
+    /// then the retained leaves `leaves`.
+    Straddling {
+        tiles: Range<usize>,
+        below: u64,
+        leaves: StratumRead,
+    },
+}
+
+/// Where the hash of `id` comes from once leaves `[0, boundary)` are purged;
+/// `border` is [`compact_range_ids`]`(boundary)`.
+fn source(id: NodeId, boundary: u64, border: &[NodeId]) -> Result<Source, MerkleError> {
+    let read = id
+        .stratum_read()
+        .ok_or(MerkleError::InvalidNode { node: id })?;
+    // Stored strata above the leaves are never purged.
+    if read.level > 0 || read.start >= boundary {
+        return Ok(Source::Stored(read));
+    }
+    let purged = MerkleError::Purged { node: id, boundary };
+    if read.end <= boundary {
+        return border
+            .iter()
+            .position(|&node| node == id)
+            .map(Source::Border)
+            .ok_or(purged);
+    }
+    // `start < boundary < end`, and `start` is a multiple of the node's width
+    // `end - start`: `[start, boundary)` is the low bits of `boundary`, which
+    // the border's last nodes decompose.
+    let first = border
+        .iter()
+        .position(|node| {
+            node.leaves()
+                .is_some_and(|leaves| leaves.start >= read.start)
+        })
+        .ok_or(purged)?;
+    Ok(Source::Straddling {
+        tiles: first..border.len(),
+        below: boundary - read.start,
+        leaves: StratumRead {
+            level: 0,
+            start: boundary,
+            end: read.end,
+        },
+    })
+}
+
+/// The stored ranges that produce `ids` once leaves `[0, boundary)` are
+/// purged: [`plan_reads`] with every leaf read starting at `boundary` or
+/// later, and no read at all for the nodes the boundary's compact range
+/// holds. [`resolve_after_purge`] computes the nodes from the answers.
+///
+/// Fails with [`MerkleError::Purged`] for a node that needs purged leaves
+/// (see the module's *After a purge*), and with [`MerkleError::InvalidNode`]
+/// for one outside every tree. The nodes of [`compact_range_ids`]`(m)` for
+/// `m >= boundary`, of [`inclusion_plan`]`(i, m)` for `boundary <= i < m` and
+/// of [`consistency_plan`]`(m1, m2)` for `boundary <= m1 <= m2` never fail,
+/// and the bound of [`plan_reads`] holds: a node straddling the boundary adds
+/// the leaves `[boundary, end)` it covers, which lie in the same aligned block
+/// of 256 leaves as the node.
+pub fn plan_reads_after_purge(
+    ids: &[NodeId],
+    boundary: u64,
+) -> Result<Vec<StratumRead>, MerkleError> {
+    let border = compact_range_ids(boundary);
+    let mut needed = Vec::new();
+    for &id in ids {
+        match source(id, boundary, &border)? {
+            Source::Stored(read) => needed.push(read),
+            Source::Border(_) => {}
+            Source::Straddling { leaves, .. } => needed.push(leaves),
+        }
+    }
+    Ok(merge_reads(needed))
+}
+
+/// Computes the hashes of `ids` (same order) once the leaves below
+/// `boundary.size()` are purged, from `boundary` (the compact range of the
+/// tree of that many leaves) and the answers to `reads` (normally
+/// [`plan_reads_after_purge`]`(ids, boundary.size())`), shaped as for
+/// [`resolve`].
+///
+/// Fails as [`plan_reads_after_purge`] does for a node that needs purged
+/// leaves, and as [`resolve`] does for answers of the wrong shape.
+pub fn resolve_after_purge(
+    ids: &[NodeId],
+    boundary: &CompactRange,
+    reads: &[StratumRead],
+    fetched: &[Vec<TreeHash>],
+) -> Result<Vec<TreeHash>, MerkleError> {
     if fetched.len() != reads.len() {
         return Err(MerkleError::WrongAnswerCount {
             expected: reads.len(),
@@ -487,18 +617,42 @@ pub fn resolve(
             });
         }
     }
+    let border = compact_range_ids(boundary.size());
+    let stored = |id: NodeId, need: &StratumRead| {
+        reads
+            .iter()
+            .zip(fetched)
+            .find_map(|(read, hashes)| read.slice(need, hashes))
+            .ok_or(MerkleError::MissingNode { node: id })
+    };
     ids.iter()
-        .map(|&id| {
-            let need = id
-                .stratum_read()
-                .ok_or(MerkleError::InvalidNode { node: id })?;
-            let nodes = reads
-                .iter()
-                .zip(fetched)
-                .find_map(|(read, hashes)| read.slice(&need, hashes))
-                .ok_or(MerkleError::MissingNode { node: id })?;
+        .map(|&id| match source(id, boundary.size(), &border)? {
             // `need` spans a power of two of nodes by construction.
-            perfect_root(nodes).ok_or(MerkleError::InvalidNode { node: id })
+            Source::Stored(need) => {
+                perfect_root(stored(id, &need)?).ok_or(MerkleError::InvalidNode { node: id })
+            }
+            Source::Border(position) => boundary
+                .hashes()
+                .get(position)
+                .copied()
+                .ok_or(MerkleError::InvalidNode { node: id }),
+            Source::Straddling {
+                tiles,
+                below,
+                leaves,
+            } => {
+                let tiles = boundary
+                    .hashes()
+                    .get(tiles)
+                    .ok_or(MerkleError::InvalidNode { node: id })?;
+                // The node's leaves, counted from its first, form a tree of
+                // their own whose compact range at `below` leaves is `tiles`.
+                let mut range = CompactRange::from_hashes(below, tiles.to_vec())?;
+                for leaf in stored(id, &leaves)? {
+                    range.append(*leaf)?;
+                }
+                Ok(range.root())
+            }
         })
         .collect()
 }
@@ -1037,6 +1191,89 @@ mod tests {
         assert_eq!(
             resolve(&ids, &elsewhere, &[vec![empty_root(); 2]]),
             Err(MerkleError::MissingNode { node: ids[0] })
+        );
+    }
+
+    /// The leaves and stored stratum nodes of a tree of `size` made-up
+    /// leaves, and the answers to `reads` from them.
+    fn answer(size: u64, reads: &[StratumRead]) -> Vec<Vec<TreeHash>> {
+        let leaves: Vec<TreeHash> = (0..size)
+            .map(|seq| TreeHash::from_bytes([seq as u8; 32]))
+            .collect();
+        let mut range = CompactRange::new();
+        let mut stored = std::collections::HashMap::new();
+        for leaf in &leaves {
+            stored.extend(range.append(*leaf).unwrap());
+        }
+        reads
+            .iter()
+            .map(|read| {
+                (read.start..read.end)
+                    .map(|index| match read.level {
+                        0 => leaves[index as usize],
+                        level => stored[&NodeId { level, index }],
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn boundary(size: u64) -> CompactRange {
+        let ids = compact_range_ids(size);
+        let reads = plan_reads(&ids);
+        let hashes = resolve(&ids, &reads, &answer(size, &reads)).unwrap();
+        CompactRange::from_hashes(size, hashes).unwrap()
+    }
+
+    #[test]
+    fn after_a_purge_nodes_come_from_the_boundary_and_the_retained_leaves() {
+        // 310 = 256 + 32 + 16 + 4 + 2; the boundary 300 = 256 + 32 + 8 + 4.
+        // Node [256, 288) is the boundary's; [288, 304) straddles it and is
+        // the boundary's [288, 296) and [296, 300) with leaves 300..304.
+        let ids = compact_range_ids(310);
+        let read = |level, start, end| StratumRead { level, start, end };
+        let reads = plan_reads_after_purge(&ids, 300).unwrap();
+        assert_eq!(reads, vec![read(0, 300, 310), read(8, 0, 1)]);
+        let purged = resolve_after_purge(&ids, &boundary(300), &reads, &answer(310, &reads));
+        let whole = plan_reads(&ids);
+        assert_eq!(purged, resolve(&ids, &whole, &answer(310, &whole)));
+    }
+
+    #[test]
+    fn nothing_purged_plans_and_resolves_as_without_a_purge() {
+        let plan = inclusion_plan(300, 1030).unwrap();
+        let reads = plan_reads(plan.nodes());
+        assert_eq!(plan_reads_after_purge(plan.nodes(), 0), Ok(reads.clone()));
+        let fetched = answer(1030, &reads);
+        assert_eq!(
+            resolve_after_purge(plan.nodes(), &CompactRange::new(), &reads, &fetched),
+            resolve(plan.nodes(), &reads, &fetched)
+        );
+    }
+
+    #[test]
+    fn nodes_that_need_purged_leaves_are_refused() {
+        // Leaf 0's sibling, leaf 1, is inside the purged [0, 300) and not a
+        // node of the boundary's compact range.
+        let plan = inclusion_plan(0, 310).unwrap();
+        let refused = MerkleError::Purged {
+            node: NodeId { level: 0, index: 1 },
+            boundary: 300,
+        };
+        assert_eq!(
+            plan_reads_after_purge(plan.nodes(), 300),
+            Err(refused.clone())
+        );
+        let reads = plan_reads(plan.nodes());
+        assert_eq!(
+            resolve_after_purge(plan.nodes(), &boundary(300), &reads, &answer(310, &reads)),
+            Err(refused)
+        );
+        // A stored stratum node below the boundary is still there.
+        let stratum = [NodeId { level: 8, index: 0 }];
+        assert_eq!(
+            plan_reads_after_purge(&stratum, 300),
+            Ok(plan_reads(&stratum))
         );
     }
 

@@ -1,7 +1,8 @@
 //! Property tests for `merkle`: roots, stored nodes and proofs against the
 //! naive RFC 6962 reference, every hash fetched through a simulated store that
-//! enforces the read bound and refuses nodes that do not exist yet, and
-//! mutated proofs that must fail.
+//! enforces the read bound and refuses nodes that do not exist yet (and,
+//! after a purge, leaves below the boundary), and mutated proofs that must
+//! fail.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -56,14 +57,16 @@ impl Store {
         &self.leaves[..size as usize]
     }
 
-    /// Answers `reads` as the store holds them at tree `size`, checking that
-    /// each is within the documented bound, that a stratum gets at most
-    /// `max_per_stratum` reads (one when its hull fits the bound), and that
-    /// no read reaches a node the tree of `size` leaves has not completed.
+    /// Answers `reads` as the store holds them at tree `size` with leaves
+    /// `[0, purged)` deleted, checking that each is within the documented
+    /// bound, that a stratum gets at most `max_per_stratum` reads (one when
+    /// its hull fits the bound), and that no read reaches a node the tree of
+    /// `size` leaves has not completed, nor a purged leaf.
     fn fetch(
         &self,
         reads: &[StratumRead],
         size: u64,
+        purged: u64,
         max_per_stratum: usize,
     ) -> Vec<Vec<TreeHash>> {
         let mut per_stratum: BTreeMap<u8, Vec<StratumRead>> = BTreeMap::new();
@@ -86,6 +89,10 @@ impl Store {
                 assert!(
                     u128::from(read.end) << read.level <= u128::from(size),
                     "{read:?} reaches past size {size}"
+                );
+                assert!(
+                    read.level > 0 || read.start >= purged,
+                    "{read:?} reads leaves purged below {purged}"
                 );
                 (read.start..read.end)
                     .map(|index| {
@@ -110,8 +117,25 @@ impl Store {
     /// The hashes of `ids` in the tree of `size` leaves, through the store.
     fn hashes(&self, ids: &[NodeId], size: u64, max_per_stratum: usize) -> Vec<TreeHash> {
         let reads = plan_reads(ids);
-        let fetched = self.fetch(&reads, size, max_per_stratum);
+        let fetched = self.fetch(&reads, size, 0, max_per_stratum);
         resolve(ids, &reads, &fetched).unwrap()
+    }
+
+    /// [`Store::hashes`] once the leaves below `boundary.size()` are purged,
+    /// `boundary` being the compact range kept for them.
+    fn hashes_after_purge(
+        &self,
+        ids: &[NodeId],
+        size: u64,
+        boundary: &CompactRange,
+        max_per_stratum: usize,
+    ) -> Result<Vec<TreeHash>, MerkleError> {
+        if boundary.size() == 0 {
+            return Ok(self.hashes(ids, size, max_per_stratum));
+        }
+        let reads = plan_reads_after_purge(ids, boundary.size())?;
+        let fetched = self.fetch(&reads, size, boundary.size(), max_per_stratum);
+        resolve_after_purge(ids, boundary, &reads, &fetched)
     }
 
     fn compact_range(&self, size: u64) -> CompactRange {
@@ -119,15 +143,35 @@ impl Store {
         CompactRange::from_hashes(size, hashes).unwrap()
     }
 
+    fn compact_range_after_purge(
+        &self,
+        size: u64,
+        boundary: &CompactRange,
+    ) -> Result<CompactRange, MerkleError> {
+        let hashes = self.hashes_after_purge(&compact_range_ids(size), size, boundary, 1)?;
+        CompactRange::from_hashes(size, hashes)
+    }
+
     /// A proof and the roots of the given sizes, planned as one batch of
     /// reads, as a server answers a proof request together with its roots.
     fn proof(&self, plan: &ProofPlan, sizes: &[u64]) -> (Vec<TreeHash>, Vec<TreeHash>) {
+        self.proof_after_purge(plan, sizes, &CompactRange::new())
+            .unwrap()
+    }
+
+    /// [`Store::proof`] once the leaves below `boundary.size()` are purged.
+    fn proof_after_purge(
+        &self,
+        plan: &ProofPlan,
+        sizes: &[u64],
+        boundary: &CompactRange,
+    ) -> Result<(Vec<TreeHash>, Vec<TreeHash>), MerkleError> {
         let size = *sizes.iter().max().unwrap();
         let mut ids = plan.nodes().to_vec();
         for &size in sizes {
             ids.extend(compact_range_ids(size));
         }
-        let hashes = self.hashes(&ids, size, 2);
+        let hashes = self.hashes_after_purge(&ids, size, boundary, 2)?;
         let (proof_hashes, mut border) = hashes.split_at(plan.nodes().len());
         let roots = sizes
             .iter()
@@ -138,7 +182,7 @@ impl Store {
                 range.root()
             })
             .collect();
-        (plan.assemble(proof_hashes).unwrap(), roots)
+        Ok((plan.assemble(proof_hashes)?, roots))
     }
 
     fn inclusion(&self, index: u64, size: u64) -> (Vec<TreeHash>, TreeHash) {
@@ -159,6 +203,25 @@ fn size_and_index(max: u64) -> impl Strategy<Value = (u64, u64)> {
 
 fn two_sizes(max: u64) -> impl Strategy<Value = (u64, u64)> {
     (1..=max).prop_flat_map(|size2| (1..=size2, Just(size2)))
+}
+
+/// A purge boundary and two sizes at or after it:
+/// `purged <= size1 <= size2 <= max` and `0 < size2`.
+fn purge_and_sizes(max: u64) -> impl Strategy<Value = (u64, u64, u64)> {
+    (1..=max)
+        .prop_flat_map(|size2| (0..=size2, Just(size2)))
+        .prop_flat_map(|(size1, size2)| (0..=size1, Just(size1), Just(size2)))
+}
+
+/// Whether `got` is what a purged store may answer: `expected` when the
+/// request is about retained leaves, and otherwise `expected` or a refusal
+/// for needing purged leaves, never a wrong hash.
+fn agrees<T: PartialEq>(got: &Result<T, MerkleError>, expected: &T, retained: bool) -> bool {
+    match got {
+        Ok(value) => value == expected,
+        Err(MerkleError::Purged { .. }) => !retained,
+        Err(_) => false,
+    }
 }
 
 fn flip_bit(proof: &mut [TreeHash], entry: usize, bit: usize) {
@@ -229,8 +292,203 @@ fn a_tree_past_two_strata_gives_reference_proofs() {
     }
 }
 
+/// Trees up to this size are checked after every purge: every root, every
+/// inclusion proof and every consistency proof.
+const EXHAUSTIVE: u64 = 40;
+
+#[test]
+fn after_every_purge_of_a_small_tree_the_retained_part_proves_as_the_reference() {
+    let store = Store::small();
+    let roots: Vec<TreeHash> = (0..=EXHAUSTIVE)
+        .map(|size| reference::mth(store.prefix(size)))
+        .collect();
+    for size2 in 1..=EXHAUSTIVE {
+        let leaves = store.prefix(size2);
+        let root2 = roots[size2 as usize];
+        let paths: Vec<_> = (0..size2)
+            .map(|index| reference::path(index as usize, leaves))
+            .collect();
+        let proofs: Vec<_> = (0..=size2)
+            .map(|size1| match size1 {
+                0 => Vec::new(),
+                _ => reference::proof(size1 as usize, leaves),
+            })
+            .collect();
+        for purged in 0..=EXHAUSTIVE {
+            let boundary = store.compact_range(purged);
+            let range = store.compact_range_after_purge(size2, &boundary);
+            let expected = store.compact_range(size2);
+            assert!(
+                agrees(&range, &expected, purged <= size2),
+                "size {size2} purged {purged}: {range:?}"
+            );
+            for index in 0..size2 {
+                let plan = inclusion_plan(index, size2).unwrap();
+                let got = store.proof_after_purge(&plan, &[size2], &boundary);
+                let expected = (paths[index as usize].clone(), vec![root2]);
+                assert!(
+                    agrees(&got, &expected, purged <= index),
+                    "leaf {index} of {size2} purged {purged}: {got:?}"
+                );
+            }
+            for size1 in 1..=size2 {
+                let plan = consistency_plan(size1, size2).unwrap();
+                let got = store.proof_after_purge(&plan, &[size1, size2], &boundary);
+                let expected = (
+                    proofs[size1 as usize].clone(),
+                    vec![roots[size1 as usize], root2],
+                );
+                assert!(
+                    agrees(&got, &expected, purged <= size1),
+                    "{size1} -> {size2} purged {purged}: {got:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn purges_at_block_edges_keep_the_reference_roots_and_proofs() {
+    let store = Store::small();
+    let edges = [
+        1,
+        255,
+        256,
+        257,
+        511,
+        512,
+        513,
+        700,
+        1023,
+        1024,
+        1025,
+        SMALL - 1,
+    ];
+    for purged in edges {
+        let boundary = store.compact_range(purged);
+        let after = |sizes: &[u64]| -> Vec<u64> {
+            let mut sizes: Vec<u64> = sizes
+                .iter()
+                .copied()
+                .filter(|&size| purged <= size && size <= SMALL)
+                .collect();
+            sizes.dedup();
+            sizes
+        };
+        for size2 in after(&[purged, purged + 1, 1024, SMALL]) {
+            let leaves = store.prefix(size2);
+            let root2 = reference::mth(leaves);
+            let range = store.compact_range_after_purge(size2, &boundary).unwrap();
+            assert_eq!(range.root(), root2, "size {size2} purged {purged}");
+            for index in after(&[purged, purged + 1, 256, 511, 512, 1024, size2 - 1]) {
+                if index >= size2 {
+                    continue;
+                }
+                let plan = inclusion_plan(index, size2).unwrap();
+                let got = store.proof_after_purge(&plan, &[size2], &boundary);
+                let expected = (reference::path(index as usize, leaves), vec![root2]);
+                assert_eq!(got, Ok(expected), "leaf {index} of {size2} purged {purged}");
+            }
+            for size1 in after(&[purged, purged + 1, 512, 1024, size2]) {
+                if size1 > size2 {
+                    continue;
+                }
+                let plan = consistency_plan(size1, size2).unwrap();
+                let got = store.proof_after_purge(&plan, &[size1, size2], &boundary);
+                let roots = vec![reference::mth(store.prefix(size1)), root2];
+                let expected = (reference::proof(size1 as usize, leaves), roots);
+                assert_eq!(got, Ok(expected), "{size1} -> {size2} purged {purged}");
+            }
+        }
+    }
+}
+
+#[test]
+fn purges_past_two_strata_keep_the_reference_roots_and_proofs() {
+    let store = Store::large();
+    for (purged, index, size1, size) in [
+        (65_535, 65_535, 65_536, 65_537),
+        (65_536, 65_600, 65_536, LARGE),
+        (65_537, 65_700, 65_800, 66_000),
+        (69_999, 69_999, 69_999, LARGE),
+    ] {
+        let boundary = store.compact_range(purged);
+        let leaves = store.prefix(size);
+        let root = reference::mth(leaves);
+        let plan = inclusion_plan(index, size).unwrap();
+        let got = store.proof_after_purge(&plan, &[size], &boundary);
+        let expected = (reference::path(index as usize, leaves), vec![root]);
+        assert_eq!(got, Ok(expected), "leaf {index} of {size} purged {purged}");
+        let plan = consistency_plan(size1, size).unwrap();
+        let got = store.proof_after_purge(&plan, &[size1, size], &boundary);
+        let roots = vec![reference::mth(store.prefix(size1)), root];
+        let expected = (reference::proof(size1 as usize, leaves), roots);
+        assert_eq!(got, Ok(expected), "{size1} -> {size} purged {purged}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn after_a_purge_the_retained_part_proves_as_the_reference(
+        (purged, size1, size2) in purge_and_sizes(SMALL),
+        pick in any::<u64>(),
+    ) {
+        let store = Store::small();
+        let boundary = store.compact_range(purged);
+        let leaves = store.prefix(size2);
+        let (root1, root2) = (reference::mth(store.prefix(size1)), reference::mth(leaves));
+        let range = store.compact_range_after_purge(size1, &boundary).map(|range| range.root());
+        prop_assert_eq!(range, Ok(root1));
+        let range = store.compact_range_after_purge(size2, &boundary).map(|range| range.root());
+        prop_assert_eq!(range, Ok(root2));
+        if purged < size2 {
+            let index = purged + pick % (size2 - purged);
+            let plan = inclusion_plan(index, size2).unwrap();
+            let got = store.proof_after_purge(&plan, &[size2], &boundary);
+            let expected = (reference::path(index as usize, leaves), vec![root2]);
+            prop_assert_eq!(got, Ok(expected), "leaf {}", index);
+        }
+        if size1 > 0 {
+            let plan = consistency_plan(size1, size2).unwrap();
+            let got = store.proof_after_purge(&plan, &[size1, size2], &boundary);
+            let expected = (reference::proof(size1 as usize, leaves), vec![root1, root2]);
+            prop_assert_eq!(got, Ok(expected));
+        }
+        // A leaf before the boundary: refused, or right, never wrong.
+        if purged > 0 {
+            let index = pick % purged;
+            let plan = inclusion_plan(index, size2).unwrap();
+            let got = store.proof_after_purge(&plan, &[size2], &boundary);
+            let expected = (reference::path(index as usize, leaves), vec![root2]);
+            prop_assert!(agrees(&got, &expected, false), "leaf {}: {:?}", index, got);
+        }
+    }
+
+    #[test]
+    fn after_a_purge_past_two_strata_proofs_are_unchanged_within_the_read_bound(
+        (purged, size1, size2) in purge_and_sizes(LARGE),
+        pick in any::<u64>(),
+    ) {
+        let store = Store::large();
+        let boundary = store.compact_range(purged);
+        let range = store.compact_range_after_purge(size2, &boundary);
+        prop_assert_eq!(range, Ok(store.compact_range(size2)));
+        if purged < size2 {
+            let index = purged + pick % (size2 - purged);
+            let plan = inclusion_plan(index, size2).unwrap();
+            let got = store.proof_after_purge(&plan, &[size2], &boundary);
+            let (proof, root) = store.inclusion(index, size2);
+            prop_assert_eq!(got, Ok((proof, vec![root])), "leaf {}", index);
+        }
+        if size1 > 0 {
+            let plan = consistency_plan(size1, size2).unwrap();
+            let got = store.proof_after_purge(&plan, &[size1, size2], &boundary);
+            let (proof, root1, root2) = store.consistency(size1, size2);
+            prop_assert_eq!(got, Ok((proof, vec![root1, root2])));
+        }
+    }
 
     #[test]
     fn compact_ranges_read_from_the_store_match_appending_and_the_reference(

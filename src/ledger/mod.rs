@@ -43,8 +43,8 @@ pub use ids::{EventId, ParseIdError, Seq, TenantId};
 pub use merkle::{
     CompactRange, HashRole, MAX_READ_LEN, MerkleError, NodeId, ProofPlan, STRATUM_HEIGHT,
     StratumRead, compact_range_ids, consistency_plan, empty_root, hash_children, inclusion_plan,
-    plan_reads, resolve, root_from_inclusion_proof, verify_consistency, verify_consistency_bytes,
-    verify_inclusion, verify_inclusion_bytes,
+    plan_reads, plan_reads_after_purge, resolve, resolve_after_purge, root_from_inclusion_proof,
+    verify_consistency, verify_consistency_bytes, verify_inclusion, verify_inclusion_bytes,
 };
 pub use note::{
     ED25519_SIGNATURE_TYPE, KeyError, MAX_NOTE_LEN, MAX_SIGNATURES, Note, NoteError, NoteSignature,
