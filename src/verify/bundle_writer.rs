@@ -18,6 +18,7 @@ use crate::ledger::{ChainHash, Salt, TenantId, TreeHash};
 /// methods, while hashing every byte written for the end line.
 ///
 /// The caller writes: [`header`](Self::header), any [`vkey`](Self::vkey)s,
+/// for a tenant whose oldest records were purged [`purged`](Self::purged),
 /// [`start`](Self::start), then the records with a
 /// [`checkpoint`](Self::checkpoint) after each signed size (and a
 /// [`consistency`](Self::consistency) proof after every checkpoint but the
@@ -86,6 +87,17 @@ impl BundleWriter {
     /// given themselves.
     pub fn vkey(&mut self, vkey: &str) -> Vec<u8> {
         self.line(format!("{{\"vkey\":{}}}", json_string(vkey)))
+    }
+
+    /// The line that says records `0..size` were deleted by the tenant's
+    /// retention policy (`{"purged":{"size":P,"attested_by":N}}`), written
+    /// when the bundle starts at the purge boundary `size`. `attested_by`
+    /// is the size of the bundle's first checkpoint, which proves the start
+    /// line's compact range and chain hash for the purged prefix.
+    pub fn purged(&mut self, size: u64, attested_by: u64) -> Vec<u8> {
+        self.line(format!(
+            "{{\"purged\":{{\"size\":{size},\"attested_by\":{attested_by}}}}}"
+        ))
     }
 
     /// The start line: the tree of size `A` as its compact range (left to
@@ -157,6 +169,7 @@ mod tests {
         let tenant: TenantId = "0f8fad5b-d9cb-469f-a165-70867728950e".parse().unwrap();
         let mut writer = BundleWriter::new();
         let mut out = writer.header("annal.example/\"x\"", tenant, 0, 0);
+        out.extend(writer.purged(5, 7));
         out.extend(writer.start(0, &ChainHash::genesis(tenant), &[]));
         out.extend(writer.record(0, &[1, 2, 3], None));
         out.extend(writer.record(0, &[1], Some((&[0xc0], &Salt::from_bytes([0xab; 32])))));
@@ -171,37 +184,38 @@ mod tests {
             lines[0],
             "{\"annal_export\":1,\"origin\":\"annal.example/\\\"x\\\"\",\"tenant_id\":\"0f8fad5b-d9cb-469f-a165-70867728950e\",\"from_seq\":0,\"to_seq\":0}"
         );
+        assert_eq!(lines[1], "{\"purged\":{\"size\":5,\"attested_by\":7}}");
         assert_eq!(
-            lines[1],
+            lines[2],
             "{\"start\":{\"size\":0,\"chain_hash\":\"cd5e9ed8cbb6de55aae6ee1a0c8ca5b81546fe1eee59d18e9f3192d5d6d908fe\",\"compact_range\":[]}}"
         );
         assert_eq!(
-            lines[2],
+            lines[3],
             "{\"seq\":0,\"record\":\"AQID\",\"payload\":null,\"salt\":null}"
         );
         assert_eq!(
-            lines[3],
+            lines[4],
             format!(
                 "{{\"seq\":0,\"record\":\"AQ==\",\"payload\":\"wA==\",\"salt\":\"{}\"}}",
                 "ab".repeat(32)
             )
         );
         assert_eq!(
-            lines[4],
+            lines[5],
             "{\"checkpoint\":{\"size\":1,\"note\":\"a\\n\\n\u{2014} k x\\n\"}}"
         );
         assert_eq!(
-            lines[5],
+            lines[6],
             format!(
                 "{{\"consistency\":{{\"from\":1,\"to\":2,\"proof\":[\"{}\"]}}}}",
                 TreeHash::from_bytes([0; 32]).to_base64()
             )
         );
         assert_eq!(
-            lines[6],
+            lines[7],
             format!("{{\"end\":{{\"records\":2,\"checkpoints\":1,\"sha256\":\"{digest}\"}}}}")
         );
-        assert_eq!(text.len() - before_end, lines[6].len() + 1);
+        assert_eq!(text.len() - before_end, lines[7].len() + 1);
         assert!(text.ends_with("}}\n"));
     }
 }
