@@ -12,6 +12,7 @@ mod ingest;
 mod logs;
 mod operators;
 mod proofs;
+mod purge_tree;
 mod read;
 mod schema;
 mod tamper;
