@@ -133,6 +133,7 @@ fn verify(c: &mut Criterion) {
     let options = BundleOptions {
         vkeys: vec![verifier],
         trusted_checkpoint: None,
+        require_complete: false,
     };
 
     let mut group = c.benchmark_group("verify");

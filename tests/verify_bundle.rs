@@ -17,7 +17,7 @@ use annal::ledger::{
     empty_root, hash_children, inclusion_plan, seal, tenant_origin,
 };
 use annal::verify::bundle::{
-    BundleFailure, BundleOptions, BundleReport, BundleWriter, MAX_PUBLISHED_VKEYS,
+    BundleFailure, BundleOptions, BundleReport, BundleWriter, MAX_PUBLISHED_VKEYS, PurgedPrefix,
     TrustedCheckpointStatus, verify_bundle,
 };
 use annal::verify::proof::verify_tlog_proof;
@@ -200,6 +200,9 @@ struct Export {
     trusted_size: Option<u64>,
     /// Seqs exported without payload and salt.
     withheld: Vec<u64>,
+    /// For a tenant whose records before `records.start` were purged: the
+    /// size of the checkpoint the `purged` line names.
+    purged_attested_by: Option<u64>,
 }
 
 impl Export {
@@ -209,6 +212,16 @@ impl Export {
             checkpoints: checkpoints.to_vec(),
             trusted_size: None,
             withheld: Vec::new(),
+            purged_attested_by: None,
+        }
+    }
+
+    /// Records `records` of a tenant whose records before them were purged,
+    /// the purge attested by the first of `checkpoints`.
+    fn after_purge(records: Range<u64>, checkpoints: &[u64]) -> Export {
+        Export {
+            purged_attested_by: Some(checkpoints[0]),
+            ..Export::new(records, checkpoints)
         }
     }
 }
@@ -221,6 +234,9 @@ fn bundle(log: &Log, export: &Export) -> Vec<u8> {
     let mut writer = BundleWriter::new();
     let mut out = writer.header(&origin(), log.tenant, from, end - 1);
     out.extend(writer.vkey(&key.1.to_vkey()));
+    if let Some(attested_by) = export.purged_attested_by {
+        out.extend(writer.purged(from, attested_by));
+    }
     out.extend(writer.start(from, &log.chain_before(from), &log.compact_range(from)));
     let mut previous = None;
     let mut emit = |out: &mut Vec<u8>, writer: &mut BundleWriter, through: u64| {
@@ -251,6 +267,7 @@ fn with_keys() -> BundleOptions {
     BundleOptions {
         vkeys: vec![log_key().1],
         trusted_checkpoint: None,
+        require_complete: false,
     }
 }
 
@@ -702,6 +719,7 @@ fn a_checkpoint_signed_only_by_an_unknown_key_is_refused() {
     let options = BundleOptions {
         vkeys: vec![stranger.1],
         trusted_checkpoint: None,
+        require_complete: false,
     };
     assert_eq!(
         failure(verify_with(&bytes, &options)).0,
@@ -772,6 +790,7 @@ fn trusting(note: String, keys: bool) -> BundleOptions {
     BundleOptions {
         vkeys: if keys { vec![log_key().1] } else { Vec::new() },
         trusted_checkpoint: Some(note),
+        require_complete: false,
     }
 }
 
@@ -879,24 +898,369 @@ fn nothing_to_trust_is_an_input_error() {
 }
 
 // ---------------------------------------------------------------------------
+// Retention: a purged prefix.
+
+/// Verification that requires every record from seq 0 to be accounted for.
+fn complete() -> BundleOptions {
+    BundleOptions {
+        require_complete: true,
+        ..with_keys()
+    }
+}
+
+/// Index of the checkpoint line of `size`.
+fn checkpoint_line(lines: &[String], size: u64) -> usize {
+    let prefix = format!("{{\"checkpoint\":{{\"size\":{size},");
+    lines.iter().position(|l| l.starts_with(&prefix)).unwrap()
+}
+
+/// Index of the first line starting with `prefix`.
+fn line_of(lines: &[String], prefix: &str) -> usize {
+    lines.iter().position(|l| l.starts_with(prefix)).unwrap()
+}
+
+/// Replaces the purged line's `field` with `value`.
+fn forge_purged(bytes: &[u8], field: &str, value: Value) -> Vec<u8> {
+    let mut lines = lines(bytes);
+    let i = line_of(&lines, "{\"purged\"");
+    let mut line = parse(&lines[i]);
+    line["purged"][field] = value;
+    lines[i] = line.to_string();
+    reseal(&lines)
+}
+
+#[test]
+fn a_bundle_after_a_purge_verifies_and_reports_the_purged_prefix() {
+    let log = Log::new(20, 0);
+    let bytes = bundle(&log, &Export::after_purge(5..13, &[8, 13]));
+    assert_eq!(
+        lines(&bytes)[2],
+        "{\"purged\":{\"size\":5,\"attested_by\":8}}"
+    );
+    let report = verify_with(&bytes, &complete()).unwrap();
+    assert_eq!(
+        report.purged,
+        Some(PurgedPrefix {
+            size: 5,
+            attested_by: 8
+        })
+    );
+    assert_eq!((report.from_seq.value(), report.to_seq.value()), (5, 12));
+    assert_eq!(
+        (report.records_checked, report.checkpoints_verified),
+        (8, 2)
+    );
+    // Attested by a checkpoint right at the boundary, before any record.
+    let bytes = bundle(&log, &Export::after_purge(5..13, &[5, 13]));
+    let report = verify_with(&bytes, &complete()).unwrap();
+    assert_eq!(report.purged.map(|p| p.attested_by), Some(5));
+    // And by the bundle's only checkpoint, its last.
+    let bytes = bundle(&log, &Export::after_purge(5..13, &[13]));
+    let report = verify(&bytes).unwrap();
+    assert_eq!(report.purged.map(|p| p.attested_by), Some(13));
+}
+
+#[test]
+fn a_partial_export_verifies_but_fails_when_completeness_is_required() {
+    let log = Log::new(20, 0);
+    let bytes = bundle(&log, &Export::new(5..13, &[8, 13]));
+    let report = verify(&bytes).unwrap();
+    assert_eq!(report.purged, None);
+    assert_eq!(report.from_seq.value(), 5);
+    // Lines: header, vkey, start: the start line shows the bundle starts
+    // late with nothing said of the records before it.
+    let result = verify_with(&bytes, &complete());
+    let message = result.as_ref().unwrap_err().to_string();
+    assert_eq!(failure_at(result), ("incomplete", Some(0), 3));
+    assert!(
+        message.contains("records 0..=4 are neither in this bundle nor attested as purged"),
+        "{message}"
+    );
+    // A bundle from seq 0 is complete.
+    let (_, bytes) = standard();
+    assert_eq!(verify_with(&bytes, &complete()).unwrap().purged, None);
+}
+
+#[test]
+fn a_purged_line_must_fit_the_header() {
+    let log = Log::new(20, 0);
+    let bytes = bundle(&log, &Export::after_purge(5..13, &[8, 13]));
+    // Lines: header, vkey, purged.
+    let cases = [
+        ("size", 4, "from_seq"),
+        ("size", 6, "from_seq"),
+        ("attested_by", 4, "attested_by 4"),
+        ("attested_by", 14, "attested_by 14"),
+    ];
+    for (field, value, named) in cases {
+        let result = verify(&forge_purged(&bytes, field, json!(value)));
+        let message = result.as_ref().unwrap_err().to_string();
+        assert_eq!(
+            failure_at(result),
+            ("bad_purge", None, 3),
+            "{field} {value}"
+        );
+        assert!(message.contains(named), "{message}");
+    }
+    // Nothing is purged before seq 0.
+    let (_, bytes) = standard();
+    let mut zero = lines(&bytes);
+    zero.insert(2, "{\"purged\":{\"size\":0,\"attested_by\":3}}".to_owned());
+    assert_eq!(failure_at(verify(&reseal(&zero))), ("bad_purge", None, 3));
+    // A malformed one is a malformed line.
+    let mut extra = lines(&bytes);
+    extra.insert(
+        2,
+        "{\"purged\":{\"size\":0,\"attested_by\":3,\"at\":1}}".to_owned(),
+    );
+    assert_eq!(failure_at(verify(&reseal(&extra))).0, "malformed_line");
+}
+
+#[test]
+fn a_purged_line_comes_once_between_the_vkeys_and_the_start_line() {
+    let log = Log::new(20, 0);
+    let bytes = bundle(&log, &Export::after_purge(5..13, &[8, 13]));
+    let lines = lines(&bytes);
+    let purged = lines[2].clone();
+
+    let mut twice = lines.clone();
+    twice.insert(3, purged.clone());
+    assert_eq!(
+        failure_at(verify(&reseal(&twice))),
+        ("unexpected_line", None, 4)
+    );
+
+    let mut vkey_after = lines.clone();
+    vkey_after.insert(3, lines[1].clone());
+    assert_eq!(
+        failure_at(verify(&reseal(&vkey_after))),
+        ("unexpected_line", None, 4)
+    );
+
+    let mut after_start = lines.clone();
+    after_start.remove(2);
+    after_start.insert(3, purged.clone());
+    assert_eq!(
+        failure_at(verify(&reseal(&after_start))),
+        ("unexpected_line", None, 4)
+    );
+
+    // Before a vkey line: the vkeys come first.
+    let mut before_vkeys = lines.clone();
+    before_vkeys.swap(1, 2);
+    assert_eq!(
+        failure_at(verify(&reseal(&before_vkeys))).0,
+        "unexpected_line"
+    );
+}
+
+#[test]
+fn a_purge_not_attested_by_the_first_checkpoint_is_refused() {
+    let log = Log::new(20, 0);
+    let bytes = bundle(&log, &Export::after_purge(5..13, &[8, 13]));
+    let lines = lines(&bytes);
+
+    // It names the last checkpoint, but the first one is of size 8.
+    let result = verify(&forge_purged(&bytes, "attested_by", json!(13)));
+    let message = result.as_ref().unwrap_err().to_string();
+    let at = checkpoint_line(&lines, 8) as u64 + 1;
+    assert_eq!(failure_at(result), ("purge_unattested", None, at));
+    assert!(message.contains("first checkpoint has size 8"), "{message}");
+
+    // It names a size the bundle has no checkpoint of: the record that
+    // goes past it fails.
+    for (attested_by, seq) in [(5, 5), (6, 6)] {
+        let result = verify(&forge_purged(&bytes, "attested_by", json!(attested_by)));
+        let at = record_line(&lines, seq) as u64 + 1;
+        assert_eq!(
+            failure_at(result),
+            ("purge_unattested", None, at),
+            "{attested_by}"
+        );
+    }
+
+    // The attesting checkpoint taken out (with the proof that followed the
+    // next one): the record after its place fails.
+    let mut removed = lines.clone();
+    removed.remove(checkpoint_line(&removed, 8));
+    removed.remove(line_of(&removed, "{\"consistency\""));
+    let at = record_line(&removed, 8) as u64 + 1;
+    let result = verify(&reseal(&removed));
+    assert_eq!(failure_at(result), ("purge_unattested", None, at));
+}
+
+#[test]
+fn a_forged_purge_boundary_is_caught_by_the_attesting_checkpoint() {
+    let log = Log::new(20, 0);
+    let forged_range: Vec<String> = Log::new(20, 1)
+        .compact_range(6)
+        .iter()
+        .map(TreeHash::to_base64)
+        .collect();
+    let forged_chain = ChainHash::from_bytes([0x55; 32]);
+    for checkpoints in [&[9, 12][..], &[6, 12][..]] {
+        let bytes = bundle(&log, &Export::after_purge(6..12, checkpoints));
+        let at = checkpoint_line(&lines(&bytes), checkpoints[0]) as u64 + 1;
+        let forged = forge_start(&bytes, "compact_range", json!(forged_range));
+        assert_eq!(
+            failure_at(verify(&forged)),
+            ("root_mismatch", Some(6), at),
+            "{checkpoints:?}"
+        );
+        let forged = forge_start(&bytes, "chain_hash", json!(forged_chain));
+        assert_eq!(
+            failure_at(verify(&forged)),
+            ("chain_head_mismatch", Some(6), at),
+            "{checkpoints:?}"
+        );
+    }
+}
+
+#[test]
+fn a_trusted_checkpoint_older_than_the_purge_is_reported_not_failed() {
+    let log = Log::new(20, 0);
+    let bytes = bundle(&log, &Export::after_purge(8..14, &[10, 14]));
+    let saved = |size| trusting(log.note(size, &[&log_key()]), true);
+
+    let report = verify_with(&bytes, &saved(5)).unwrap();
+    assert_eq!(
+        report.trusted_checkpoint,
+        TrustedCheckpointStatus::PredatesPurge { size: 5 }
+    );
+    // At or after the boundary it is compared as always.
+    let report = verify_with(&bytes, &saved(8)).unwrap();
+    assert_eq!(
+        report.trusted_checkpoint,
+        TrustedCheckpointStatus::Matched { size: 8 }
+    );
+    // The empty tree needs no proof.
+    let report = verify_with(&bytes, &saved(0)).unwrap();
+    assert_eq!(
+        report.trusted_checkpoint,
+        TrustedCheckpointStatus::Linked { size: 0 }
+    );
+    // Where the bundle does link it, the link is checked.
+    let mut export = Export::after_purge(8..14, &[10, 14]);
+    export.trusted_size = Some(5);
+    let linked = bundle(&log, &export);
+    let report = verify_with(&linked, &saved(5)).unwrap();
+    assert_eq!(
+        report.trusted_checkpoint,
+        TrustedCheckpointStatus::Linked { size: 5 }
+    );
+    let forked = Log::new(20, 1).note(5, &[&log_key()]);
+    assert_eq!(
+        failure(verify_with(&linked, &trusting(forked, true))).0,
+        "trusted_checkpoint_inconsistent"
+    );
+    // Without a purged line, an unlinked older checkpoint still fails.
+    let partial = bundle(&log, &Export::new(8..14, &[10, 14]));
+    assert_eq!(
+        failure(verify_with(&partial, &saved(5))).0,
+        "trusted_checkpoint_unlinked"
+    );
+}
+
+#[test]
+fn the_cli_reports_a_purge_a_partial_export_and_an_old_trusted_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::new(20, 0);
+    let vkey = log_key().1.to_vkey();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let purged = write(
+        "purged.jsonl",
+        &bundle(&log, &Export::after_purge(8..14, &[10, 14])),
+    );
+    let partial = write(
+        "partial.jsonl",
+        &bundle(&log, &Export::new(8..14, &[10, 14])),
+    );
+
+    let run = annal_verify(&[&purged, "--vkey", &vkey, "--complete"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("records 0..=7: purged by retention policy, attested by checkpoint 10"),
+        "{}",
+        run.stdout
+    );
+    let run = annal_verify(&[&purged, "--vkey", &vkey, "--json"]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        report["report"]["purged"],
+        json!({"size": 8, "attested_by": 10})
+    );
+
+    let run = annal_verify(&[&partial, "--vkey", &vkey]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("records 0..=7 are not in this export and were not verified"),
+        "{}",
+        run.stderr
+    );
+    let run = annal_verify(&[&partial, "--vkey", &vkey, "--json"]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["report"]["purged"], Value::Null);
+    let run = annal_verify(&[&partial, "--vkey", &vkey, "--complete", "--json"]);
+    assert_eq!(run.code, 1);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["error"]["code"], "incomplete");
+
+    let saved = write("checkpoint.txt", log.note(5, &[&log_key()]).as_bytes());
+    let run = annal_verify(&[&purged, "--vkey", &vkey, "--trusted-checkpoint", &saved]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "the trusted checkpoint (size 5) predates the purge boundary 8 and could not be linked"
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = annal_verify(&[
+        &purged,
+        "--vkey",
+        &vkey,
+        "--trusted-checkpoint",
+        &saved,
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        report["report"]["trusted_checkpoint"],
+        json!({"status": "predates_purge", "size": 5})
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Every bit.
 
 #[test]
 fn flipping_any_bit_of_a_bundle_is_detected() {
     let log = Log::new(4, 0);
-    let bytes = bundle(&log, &Export::new(1..4, &[2, 4]));
-    assert!(verify(&bytes).is_ok());
-    // One bit per byte, cycling through the eight positions (so hex digits
-    // also get their case flipped, which hex parsers accept).
-    for position in 0..bytes.len() {
-        let bit = position % 8;
-        let mut flipped = bytes.clone();
-        flipped[position] ^= 1 << bit;
-        assert!(
-            verify(&flipped).is_err(),
-            "flipping bit {bit} of byte {position} ({:?}) went unnoticed",
-            bytes[position] as char
-        );
+    // A partial export, and one after a purge (its purged line included).
+    for export in [
+        Export::new(1..4, &[2, 4]),
+        Export::after_purge(1..4, &[2, 4]),
+    ] {
+        let bytes = bundle(&log, &export);
+        assert!(verify(&bytes).is_ok());
+        // One bit per byte, cycling through the eight positions (so hex
+        // digits also get their case flipped, which hex parsers accept).
+        for position in 0..bytes.len() {
+            let bit = position % 8;
+            let mut flipped = bytes.clone();
+            flipped[position] ^= 1 << bit;
+            assert!(
+                verify(&flipped).is_err(),
+                "flipping bit {bit} of byte {position} ({:?}) went unnoticed",
+                bytes[position] as char
+            );
+        }
     }
 }
 
@@ -937,6 +1301,7 @@ fn a_tlog_proof_verifies_and_its_tampering_is_caught() {
     let stranger = BundleOptions {
         vkeys: vec![key(8, DEPLOYMENT).1],
         trusted_checkpoint: None,
+        require_complete: false,
     };
     let error = verify_tlog_proof(&tlog_proof(&log, 5, 11).to_text(), &stranger).unwrap_err();
     assert_eq!(error.code(), "no_trusted_signature");

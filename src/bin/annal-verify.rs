@@ -4,7 +4,8 @@
 //! Three kinds of input, told apart by their first line:
 //! - an export bundle (`{"annal_export":1,…}`), verified with
 //!   [`annal::verify::bundle::verify_bundle`] against the `--vkey` keys and
-//!   `--trusted-checkpoint`;
+//!   `--trusted-checkpoint`, and with `--complete` required to account for
+//!   every record from seq 0;
 //! - a `.tlog-proof` file (`c2sp.org/tlog-proof@v1`), verified with
 //!   [`annal::verify::proof::verify_tlog_proof`];
 //! - exported events (JSON Lines, arrays or pages of `GET /v1/events`): every
@@ -61,6 +62,13 @@ struct Args {
     /// without --vkey it is the only anchor of trust.
     #[arg(long, value_name = "FILE")]
     trusted_checkpoint: Option<PathBuf>,
+
+    /// Require an export bundle to account for every record from seq 0: one
+    /// that starts later must say that the records before it were purged by
+    /// the retention policy. Without it, a bundle that starts later is a
+    /// partial export, and the records before it are not verified.
+    #[arg(long)]
+    complete: bool,
 
     /// The tenant (UUID) every record must belong to. Without it, exported
     /// events take the first record's tenant on trust.
@@ -173,6 +181,7 @@ fn trust_options(args: &Args) -> Result<BundleOptions, InputError> {
     Ok(BundleOptions {
         vkeys,
         trusted_checkpoint,
+        require_complete: args.complete,
     })
 }
 
@@ -269,6 +278,9 @@ fn trusted_text(status: TrustedCheckpointStatus) -> String {
         TrustedCheckpointStatus::Linked { size } => {
             format!("consistent with the trusted checkpoint of size {size}")
         }
+        TrustedCheckpointStatus::PredatesPurge { size } => {
+            format!("NOT linked to the trusted checkpoint of size {size}, which predates the purge")
+        }
     }
 }
 
@@ -339,6 +351,26 @@ fn print_bundle(report: &BundleReport, as_json: bool) {
         report.last_checkpoint_root.to_base64(),
         trusted_text(report.trusted_checkpoint),
     );
+    match report.purged {
+        Some(purged) => println!(
+            "records 0..={}: purged by retention policy, attested by checkpoint {}",
+            purged.size - 1,
+            purged.attested_by
+        ),
+        None if report.from_seq.value() > 0 => eprintln!(
+            "note: records 0..={} are not in this export and were not verified (pass --complete to require them)",
+            report.from_seq.value() - 1
+        ),
+        None => {}
+    }
+    if let (TrustedCheckpointStatus::PredatesPurge { size }, Some(purged)) =
+        (report.trusted_checkpoint, report.purged)
+    {
+        eprintln!(
+            "warning: the trusted checkpoint (size {size}) predates the purge boundary {} and could not be linked to this bundle: save a newer checkpoint (e.g. this bundle's last, size {}) and pass that one",
+            purged.size, report.last_checkpoint_size
+        );
+    }
     if report.payloads_withheld > 0 {
         eprintln!(
             "note: {} records came without payload and salt (withheld or erased); their headers are verified, their payloads are not",
@@ -353,6 +385,12 @@ fn print_bundle(report: &BundleReport, as_json: bool) {
 }
 
 fn run_proof(path: &Path, args: &Args) -> Result<ProofReport, Failed> {
+    if args.complete {
+        return Err(InputError(
+            "--complete applies to export bundles; this is a .tlog-proof file".to_owned(),
+        )
+        .into());
+    }
     let options = trust_options(args)?;
     let text = std::fs::read_to_string(path).map_err(|e| input_error(path, &e))?;
     let report = verify_tlog_proof(&text, &options)?;
@@ -437,9 +475,9 @@ fn events_failed(error: &VerifyError) -> Failed {
 }
 
 fn run_events(args: &Args) -> ExitCode {
-    if !args.vkeys.is_empty() || args.trusted_checkpoint.is_some() {
+    if !args.vkeys.is_empty() || args.trusted_checkpoint.is_some() || args.complete {
         let error = InputError(
-            "--vkey and --trusted-checkpoint apply to export bundles and .tlog-proof files; this is a list of events"
+            "--vkey, --trusted-checkpoint and --complete apply to export bundles (--vkey and --trusted-checkpoint also to .tlog-proof files); this is a list of events"
                 .to_owned(),
         );
         return report_failed(&error.into(), None, args.json);

@@ -405,6 +405,7 @@ async fn verify_trail(
     let options = BundleOptions {
         vkeys: keyring.verifier_keys(),
         trusted_checkpoint: None,
+        require_complete: true,
     };
     let verdict = tokio::task::spawn_blocking(move || {
         let reader = std::io::BufReader::new(ChunkReader::new(chunks));

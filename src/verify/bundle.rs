@@ -9,7 +9,9 @@
 //! [`BundleWriter`] that produces one. Must never hold more of a bundle in
 //! memory than a bounded read-ahead (a few MiB and one line), never report
 //! any failure but the first one in line order, and never accept a bundle
-//! without reporting exactly what anchored its trust.
+//! without reporting exactly what anchored its trust and what became of the
+//! records before its first one (purged by the retention policy, or just
+//! not exported).
 //!
 //! A failure is found as soon as its line is read, even if the input then
 //! pauses, but [`verify_bundle`] returns it only once a read of the input
@@ -60,6 +62,12 @@ pub struct BundleOptions {
     /// Without any [`vkeys`](Self::vkeys) it is the only anchor of trust,
     /// and every record must lie within it.
     pub trusted_checkpoint: Option<String>,
+    /// Whether the bundle must account for every record from seq 0: a
+    /// bundle that starts later must then say that the records before it
+    /// were purged by the retention policy. Without it, a bundle that starts
+    /// later is a partial export whose earlier records are simply not
+    /// verified.
+    pub require_complete: bool,
 }
 
 /// How the auditor's trusted checkpoint relates to the bundle.
@@ -80,6 +88,27 @@ pub enum TrustedCheckpointStatus {
         /// Its tree size.
         size: u64,
     },
+    /// It is older than the bundle's purge boundary: the records that would
+    /// link it were deleted by the retention policy, so it could NOT be
+    /// linked to the bundle. Not a failure, but it vouches for nothing
+    /// here: the auditor should save a newer checkpoint.
+    PredatesPurge {
+        /// Its tree size.
+        size: u64,
+    },
+}
+
+/// Records `0..size` of the tenant were deleted by its retention policy, as
+/// the bundle's `purged` line says and its first checkpoint attests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PurgedPrefix {
+    /// The purge boundary: records `0..=size - 1` are gone, and the bundle
+    /// starts at seq `size`.
+    pub size: u64,
+    /// The size of the bundle's first checkpoint, whose signed root and
+    /// chain head prove the start line's compact range and chain hash for
+    /// the purged prefix.
+    pub attested_by: u64,
 }
 
 /// What a successful bundle verification covered.
@@ -122,6 +151,10 @@ pub struct BundleReport {
     pub published_vkeys: Vec<String>,
     /// How the auditor's trusted checkpoint relates to the bundle.
     pub trusted_checkpoint: TrustedCheckpointStatus,
+    /// The records before the bundle that the retention policy purged, when
+    /// its `purged` line says so. `None` with `from_seq > 0` means a partial
+    /// export: records `0..from_seq` were neither exported nor verified.
+    pub purged: Option<PurgedPrefix>,
     /// The size a consistency line before the end links from, when no
     /// trusted checkpoint of that size was given: that proof was NOT
     /// checked (pass the checkpoint with `--trusted-checkpoint` to check it).
@@ -236,6 +269,29 @@ pub enum BundleFailureKind {
     /// The start line does not fit the header or the tenant.
     #[error("bad start line: {0}")]
     BadStart(String),
+    /// The `purged` line does not fit the header.
+    #[error("bad purged line: {0}")]
+    BadPurge(String),
+    /// The `purged` line names a checkpoint to attest the purge boundary,
+    /// but the bundle's first checkpoint is of another size.
+    #[error("{}", purge_unattested(*attested_by, *first_checkpoint))]
+    PurgeUnattested {
+        /// The size the `purged` line names.
+        attested_by: u64,
+        /// The size of the bundle's first checkpoint, or `None` when records
+        /// go past `attested_by` before any checkpoint.
+        first_checkpoint: Option<u64>,
+    },
+    /// Verification was asked to cover every record from seq 0, but the
+    /// bundle starts later and says nothing of the records before it.
+    #[error(
+        "records 0..={last} are neither in this bundle nor attested as purged",
+        last = from_seq.saturating_sub(1)
+    )]
+    Incomplete {
+        /// The bundle's first seq.
+        from_seq: u64,
+    },
     /// A record is missing: the next record line has a later seq.
     #[error("gap: this record is missing, the next record line has seq {found}")]
     Gap {
@@ -431,6 +487,9 @@ impl BundleFailureKind {
             K::UnsupportedVersion(_) => "unsupported_version",
             K::BadHeader(_) => "bad_header",
             K::BadStart(_) => "bad_start",
+            K::BadPurge(_) => "bad_purge",
+            K::PurgeUnattested { .. } => "purge_unattested",
+            K::Incomplete { .. } => "incomplete",
             K::Gap { .. } => "gap",
             K::DuplicateSeq => "duplicate_seq",
             K::OutOfOrder { .. } => "out_of_order",
@@ -470,6 +529,16 @@ pub struct BundleFailure {
     pub seq: Option<Seq>,
     /// What failed.
     pub kind: BundleFailureKind,
+}
+
+fn purge_unattested(attested_by: u64, first_checkpoint: Option<u64>) -> String {
+    let found = match first_checkpoint {
+        Some(size) => format!("the bundle's first checkpoint has size {size}"),
+        None => format!("records go past size {attested_by} before any checkpoint"),
+    };
+    format!(
+        "the purged line says the checkpoint of size {attested_by} attests the purge, but {found}"
+    )
 }
 
 fn at_line(line: u64) -> String {
@@ -603,6 +672,19 @@ struct HeaderLine {
 #[serde(deny_unknown_fields)]
 struct VkeyLine {
     vkey: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgedLine {
+    purged: Purged,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Purged {
+    size: u64,
+    attested_by: u64,
 }
 
 #[derive(Deserialize)]
@@ -753,9 +835,10 @@ struct End {
 }
 
 /// The keys that mark a kind, in the order [`Kind::of_object`] tries them.
-const MARKS: [&str; 7] = [
+const MARKS: [&str; 8] = [
     "annal_export",
     "vkey",
+    "purged",
     "start",
     "seq",
     "checkpoint",
@@ -897,6 +980,7 @@ impl<'de> serde::de::Visitor<'de> for Probe {
 enum Kind {
     Header,
     Vkey,
+    Purged,
     Start,
     Record,
     Checkpoint,
@@ -910,6 +994,7 @@ impl Kind {
         match key {
             "annal_export" | "origin" | "tenant_id" | "from_seq" | "to_seq" => Some(Kind::Header),
             "vkey" => Some(Kind::Vkey),
+            "purged" => Some(Kind::Purged),
             "start" => Some(Kind::Start),
             "seq" | "record" | "payload" | "salt" => Some(Kind::Record),
             "checkpoint" => Some(Kind::Checkpoint),
@@ -938,6 +1023,7 @@ impl Kind {
         Ok(match self {
             Kind::Header => Line::Header(from_slice(bytes)?),
             Kind::Vkey => Line::Vkey(from_slice(bytes)?),
+            Kind::Purged => Line::Purged(from_slice(bytes)?),
             Kind::Start => Line::Start(from_slice(bytes)?),
             Kind::Record => Line::Record(from_slice::<RecordLine>(bytes)?.check()),
             Kind::Checkpoint => Line::Checkpoint(from_slice(bytes)?),
@@ -951,6 +1037,7 @@ impl Kind {
 enum Line {
     Header(HeaderLine),
     Vkey(VkeyLine),
+    Purged(PurgedLine),
     Start(StartLine),
     Record(RecordEntry),
     Checkpoint(CheckpointLine),
@@ -963,6 +1050,7 @@ impl Line {
         match self {
             Line::Header(_) => "header",
             Line::Vkey(_) => "vkey",
+            Line::Purged(_) => "purged",
             Line::Start(_) => "start",
             Line::Record(_) => "record",
             Line::Checkpoint(_) => "checkpoint",
@@ -1441,8 +1529,12 @@ fn open_trusted(options: &BundleOptions) -> Result<Option<Checkpoint>, BundleFai
 /// Verifies an export bundle read from `input`, line by line, in constant
 /// memory, and stops at the first failure.
 ///
-/// Checks: the header (version, origin `…/<tenant id>`, range); the start
-/// line (size = `from_seq`, the genesis chain hash when it is 0); each
+/// Checks: the header (version, origin `…/<tenant id>`, range); a `purged`
+/// line, if any (its size = `from_seq`, and the bundle's first checkpoint
+/// has the size it names, which makes that checkpoint attest the purged
+/// prefix); the start line (size = `from_seq`, the genesis chain hash when
+/// it is 0; with `options.require_complete`, a later start only after a
+/// `purged` line); each
 /// record in seq order with no gaps or repeats (canonical header bytes of
 /// the bundle's tenant and the listed seq; payload and salt both present or
 /// both null, and when present matching the header's commitment and
@@ -1451,7 +1543,9 @@ fn open_trusted(options: &BundleOptions) -> Result<Option<Checkpoint>, BundleFai
 /// signed by at least one of `options.vkeys` (when given), and its root and
 /// chain head equal those recomputed from the start line and the records;
 /// each consistency proof between consecutive checkpoints; the trusted
-/// checkpoint, if given; that the last checkpoint covers every record and
+/// checkpoint, if given (one older than the purge boundary is reported as
+/// [`TrustedCheckpointStatus::PredatesPurge`], since nothing can link it any
+/// more); that the last checkpoint covers every record and
 /// ends the header's range; and the end line's counts and SHA-256 over
 /// every byte before it, with nothing after it.
 ///
@@ -1514,9 +1608,10 @@ fn verify_lines(
     let header = check_header(header, trusted.as_ref()).map_err(|fail| fail.at(lines.number))?;
 
     let mut published_vkeys = Vec::new();
+    let mut purged = None;
     let start = loop {
         match lines.expect()? {
-            Line::Vkey(VkeyLine { vkey }) => {
+            Line::Vkey(VkeyLine { vkey }) if purged.is_none() => {
                 // Never trusted, but they must be what they claim to be.
                 let malformed = |message: String| {
                     Fail::from(BundleFailureKind::MalformedLine(message)).at(lines.number)
@@ -1530,11 +1625,21 @@ fn verify_lines(
                     .map_err(|e| malformed(format!("the vkey line is not a C2SP vkey: {e}")))?;
                 published_vkeys.push(key.to_vkey());
             }
+            Line::Purged(PurgedLine { purged: line }) if purged.is_none() => {
+                purged = Some(check_purge(&header, line).map_err(|fail| fail.at(lines.number))?);
+            }
             Line::Start(StartLine { start }) => break start,
-            other => return Err(lines.unexpected(&other, "a vkey or the start line")),
+            other => {
+                let expected = if purged.is_some() {
+                    "the start line"
+                } else {
+                    "a vkey, purged or start line"
+                };
+                return Err(lines.unexpected(&other, expected));
+            }
         }
     };
-    let mut body = Body::start(header, start, &options.vkeys, trusted)
+    let mut body = Body::start(header, start, options, trusted, purged)
         .map_err(|fail| fail.at(lines.number))?;
 
     loop {
@@ -1617,12 +1722,42 @@ fn check_header(line: HeaderLine, trusted: Option<&Checkpoint>) -> Result<Bundle
     })
 }
 
+/// Checks the `purged` line against the header: it must say that the
+/// records before the bundle's first one were purged, and name a checkpoint
+/// size the bundle can hold (that its first checkpoint has that size is
+/// checked as the lines come).
+fn check_purge(range: &BundleRange, line: Purged) -> Result<PurgedPrefix, Fail> {
+    let bad = |message: String| Fail::from(BundleFailureKind::BadPurge(message));
+    if line.size == 0 {
+        return Err(bad("size 0 purges nothing".to_owned()));
+    }
+    if line.size != range.from_seq {
+        return Err(bad(format!(
+            "size {} is not the header's from_seq {}: the purge must end where the bundle starts",
+            line.size, range.from_seq
+        )));
+    }
+    let end_size = range.to_seq.saturating_add(1);
+    if line.attested_by < line.size || line.attested_by > end_size {
+        return Err(bad(format!(
+            "attested_by {} is not a checkpoint size of this bundle ({}..={end_size})",
+            line.attested_by, line.size
+        )));
+    }
+    Ok(PurgedPrefix {
+        size: line.size,
+        attested_by: line.attested_by,
+    })
+}
+
 /// The state of a bundle past its start line.
 struct Body<'k> {
     range: BundleRange,
     vkeys: &'k [VerifierKey],
     trusted: Option<Checkpoint>,
     trusted_status: TrustedCheckpointStatus,
+    /// What the `purged` line says; its first checkpoint must attest it.
+    purged: Option<PurgedPrefix>,
     unverified_link_from: Option<u64>,
     /// The tree of every leaf so far (its size is the next seq).
     tree: CompactRange,
@@ -1647,8 +1782,9 @@ impl<'k> Body<'k> {
     fn start(
         range: BundleRange,
         start: Start,
-        vkeys: &'k [VerifierKey],
+        options: &'k BundleOptions,
         trusted: Option<Checkpoint>,
+        purged: Option<PurgedPrefix>,
     ) -> Result<Body<'k>, Fail> {
         let bad = |message: String| Fail::from(BundleFailureKind::BadStart(message));
         if start.size != range.from_seq {
@@ -1664,11 +1800,20 @@ impl<'k> Body<'k> {
         }
         let tree = CompactRange::from_hashes(start.size, hashes(start.compact_range))
             .map_err(|e| bad(format!("compact range: {e}")))?;
+        if options.require_complete && range.from_seq > 0 && purged.is_none() {
+            return Err(fail_at(
+                0,
+                BundleFailureKind::Incomplete {
+                    from_seq: range.from_seq,
+                },
+            ));
+        }
         let mut body = Body {
             range,
-            vkeys,
+            vkeys: &options.vkeys,
             trusted,
             trusted_status: TrustedCheckpointStatus::NotGiven,
+            purged,
             unverified_link_from: None,
             tree,
             chain: start.chain_hash,
@@ -1780,6 +1925,16 @@ impl<'k> Body<'k> {
                 ));
             }
         }
+        if let Some(purged) = self.purged {
+            // The checkpoint of that size belongs before this record.
+            if self.last_checkpoint.is_none() && seq >= purged.attested_by {
+                return Err(BundleFailureKind::PurgeUnattested {
+                    attested_by: purged.attested_by,
+                    first_checkpoint: None,
+                }
+                .into());
+            }
+        }
         let record_failure = |failure: Failure| fail_at(seq, BundleFailureKind::Record(failure));
         let content = line.content.map_err(record_failure)?;
         if content.tenant_id != self.range.tenant_id {
@@ -1823,6 +1978,15 @@ impl<'k> Body<'k> {
         // empty tree (from which no consistency proof could lead).
         if size == 0 || size < records_end || !after_previous {
             return Err(BundleFailureKind::MisplacedCheckpoint { size, records_end }.into());
+        }
+        if let Some(purged) = self.purged {
+            if self.last_checkpoint.is_none() && size != purged.attested_by {
+                return Err(BundleFailureKind::PurgeUnattested {
+                    attested_by: purged.attested_by,
+                    first_checkpoint: Some(size),
+                }
+                .into());
+            }
         }
         // Whatever is wrong with this checkpoint, the records it was to
         // attest (those since the previous verified one) are unattested:
@@ -1975,7 +2139,7 @@ impl<'k> Body<'k> {
     }
 
     fn end(
-        self,
+        mut self,
         end: End,
         digest: String,
         published_vkeys: Vec<String>,
@@ -1999,9 +2163,17 @@ impl<'k> Body<'k> {
         }
         if let Some(trusted) = &self.trusted {
             if self.trusted_status == TrustedCheckpointStatus::NotGiven {
-                return Err(
-                    BundleFailureKind::TrustedCheckpointUnlinked { size: trusted.size }.into(),
-                );
+                let size = trusted.size;
+                // Below the purge boundary no proof can link it any more:
+                // reported, not failed (the auditor's line, when there is
+                // one from its size, has been checked all the same).
+                let predates_purge = self
+                    .purged
+                    .is_some_and(|purged| 0 < size && size < purged.size);
+                if !predates_purge {
+                    return Err(BundleFailureKind::TrustedCheckpointUnlinked { size }.into());
+                }
+                self.trusted_status = TrustedCheckpointStatus::PredatesPurge { size };
             }
         }
         for (what, stated, counted) in [
@@ -2039,6 +2211,7 @@ impl<'k> Body<'k> {
             signing_keys: self.signing_keys.into_iter().collect(),
             published_vkeys,
             trusted_checkpoint: self.trusted_status,
+            purged: self.purged,
             unverified_link_from: self.unverified_link_from,
         })
     }
@@ -2063,6 +2236,10 @@ mod tests {
                 "header",
             ),
             (r#"{"vkey":"x"}"#.to_owned(), "vkey"),
+            (
+                r#"{"purged":{"attested_by":7,"size":5}}"#.to_owned(),
+                "purged",
+            ),
             (
                 format!(r#"{{"start":{{"compact_range":[],"chain_hash":"{salt}","size":0}}}}"#),
                 "start",

@@ -398,6 +398,7 @@ impl TestApp {
         let options = BundleOptions {
             vkeys: vec![VerifierKey::parse(&self.db.vkey).unwrap()],
             trusted_checkpoint: None,
+            require_complete: true,
         };
         verify_bundle(&bundle[..], &options, &mut |_| {}).unwrap()
     }
