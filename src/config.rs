@@ -31,6 +31,7 @@ use crate::pg::{self, Cluster};
 /// bind = "0.0.0.0:8080"
 /// database_url = "postgres://annal_app@db/annal"
 /// migrator_database_url = "postgres://annal_migrator@db/annal"
+/// retention_database_url = "postgres://annal_retention@db/annal"
 /// api_key_pepper_file = "/run/secrets/annal-pepper"
 /// data_dir = "/var/lib/annal"
 /// pool_size = 16
@@ -43,6 +44,10 @@ use crate::pg::{self, Cluster};
 /// # Per API key: sustained events/s (0 = no limit) and burst.
 /// ingest_limit = 10000
 /// ingest_burst = 20000
+/// # Purge expired records once per interval ("off": never) in batches.
+/// retention_interval = "24h"
+/// retention_batch = 10000
+/// retention_pause = "0ms"
 /// ```
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +60,8 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// Migrator role's connection string.
     pub migrator_database_url: Option<String>,
+    /// Retention role's connection string (the purge).
+    pub retention_database_url: Option<String>,
     /// File holding the API key pepper (64 hex characters); must not be
     /// readable by group or others.
     pub api_key_pepper_file: Option<PathBuf>,
@@ -75,6 +82,12 @@ pub struct FileConfig {
     pub ingest_limit: Option<u32>,
     /// Most events one API key may append at once after a pause.
     pub ingest_burst: Option<u32>,
+    /// Time between two scheduled purges, e.g. `"24h"`; `"off"` never.
+    pub retention_interval: Option<String>,
+    /// Records deleted per purge transaction.
+    pub retention_batch: Option<u32>,
+    /// Rest between two purge batches, e.g. `"20ms"`.
+    pub retention_pause: Option<String>,
 }
 
 impl FileConfig {
@@ -85,10 +98,14 @@ impl FileConfig {
         let config: FileConfig = toml::from_str(&text)
             .with_context(|| format!("in the configuration file {}", path.display()))?;
         let shared = fs::metadata(path).map(|m| m.permissions().mode() & 0o077 != 0)?;
-        let has_credentials = [&config.database_url, &config.migrator_database_url]
-            .into_iter()
-            .flatten()
-            .any(|url| url.contains("password") || url.contains(':') && url.contains('@'));
+        let has_credentials = [
+            &config.database_url,
+            &config.migrator_database_url,
+            &config.retention_database_url,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|url| url.contains("password") || url.contains(':') && url.contains('@'));
         if shared && has_credentials {
             tracing::warn!(
                 config.path = %path.display(),
@@ -109,6 +126,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// The migrator role's connection string (for `annal migrate`).
     pub migrator_database_url: Option<String>,
+    /// The retention role's connection string (for purging).
+    pub retention_database_url: Option<String>,
     /// Hex API key pepper (required with `DATABASE_URL`, here or as a file).
     pub api_key_pepper: Option<String>,
     /// File holding the hex API key pepper.
@@ -142,6 +161,10 @@ impl fmt::Debug for FileConfig {
                 "migrator_database_url",
                 &Redacted(&self.migrator_database_url),
             )
+            .field(
+                "retention_database_url",
+                &Redacted(&self.retention_database_url),
+            )
             .field("api_key_pepper_file", &self.api_key_pepper_file)
             .field("pool_size", &self.pool_size)
             .field("body_limit", &self.body_limit)
@@ -151,6 +174,9 @@ impl fmt::Debug for FileConfig {
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("ingest_limit", &self.ingest_limit)
             .field("ingest_burst", &self.ingest_burst)
+            .field("retention_interval", &self.retention_interval)
+            .field("retention_batch", &self.retention_batch)
+            .field("retention_pause", &self.retention_pause)
             .finish()
     }
 }
@@ -163,6 +189,10 @@ impl fmt::Debug for Settings {
             .field(
                 "migrator_database_url",
                 &Redacted(&self.migrator_database_url),
+            )
+            .field(
+                "retention_database_url",
+                &Redacted(&self.retention_database_url),
             )
             .field("api_key_pepper", &Redacted(&self.api_key_pepper))
             .field("api_key_pepper_file", &self.api_key_pepper_file)
@@ -178,6 +208,8 @@ pub struct Deployment {
     pub app_url: String,
     /// Connection string of the migrator role, if known.
     pub migrator_url: Option<String>,
+    /// Connection string of the retention role, if known.
+    pub retention_url: Option<String>,
     /// The embedded cluster, when we run one.
     pub embedded: Option<Embedded>,
 }
@@ -263,6 +295,7 @@ impl Settings {
         Ok(Deployment {
             app_url: url.clone(),
             migrator_url: self.migrator_database_url.clone(),
+            retention_url: self.retention_database_url.clone(),
             embedded: None,
         })
     }
@@ -376,6 +409,7 @@ impl Settings {
         Ok(Deployment {
             app_url: cluster.connection_string(pg::APP_ROLE, pg::DATABASE),
             migrator_url: Some(migrator_url),
+            retention_url: Some(cluster.connection_string(pg::RETENTION_ROLE, pg::DATABASE)),
             embedded: Some(Embedded {
                 cluster,
                 started_here,
@@ -401,6 +435,15 @@ pub fn write_secret(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 
 /// Parses a duration such as `1s`, `250ms` or `2m` (at least 1 ms).
 pub fn parse_interval(text: &str) -> anyhow::Result<std::time::Duration> {
+    let interval = parse_duration(text)?;
+    if interval.is_zero() {
+        bail!("an interval must be at least 1ms");
+    }
+    Ok(interval)
+}
+
+/// Parses a duration like [`parse_interval`], zero allowed.
+pub fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
     let text = text.trim();
     let (digits, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
         (n, 1)
@@ -408,27 +451,29 @@ pub fn parse_interval(text: &str) -> anyhow::Result<std::time::Duration> {
         (n, 1000)
     } else if let Some(n) = text.strip_suffix('m') {
         (n, 60_000)
+    } else if let Some(n) = text.strip_suffix('h') {
+        (n, 3_600_000)
+    } else if let Some(n) = text.strip_suffix('d') {
+        (n, 86_400_000)
     } else {
-        bail!("{text:?} is not a duration: write e.g. 1s, 250ms or 2m")
+        bail!("{text:?} is not a duration: write e.g. 1s, 250ms, 2m, 24h or 1d")
     };
-    let value: u64 = digits
-        .trim()
-        .parse()
-        .with_context(|| format!("{text:?} is not a duration: write e.g. 1s, 250ms or 2m"))?;
-    let ms = value.saturating_mul(unit_ms);
-    if ms == 0 {
-        bail!("the checkpoint interval must be at least 1ms");
-    }
-    Ok(std::time::Duration::from_millis(ms))
+    let value: u64 = digits.trim().parse().with_context(|| {
+        format!("{text:?} is not a duration: write e.g. 1s, 250ms, 2m, 24h or 1d")
+    })?;
+    Ok(std::time::Duration::from_millis(
+        value.saturating_mul(unit_ms),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SECRETS: [&str; 4] = [
+    const SECRETS: [&str; 5] = [
         "postgres://annal_app:app-password@db/annal",
         "postgres://annal_migrator:migrator-password@db/annal",
+        "postgres://annal_retention:retention-password@db/annal",
         "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
         "PRIVATE+KEY+audit.example.com+01234567+AQ",
     ];
@@ -439,14 +484,16 @@ mod tests {
             data_dir: PathBuf::from("/var/lib/annal"),
             database_url: Some(SECRETS[0].into()),
             migrator_database_url: Some(SECRETS[1].into()),
-            api_key_pepper: Some(SECRETS[2].into()),
+            retention_database_url: Some(SECRETS[2].into()),
+            api_key_pepper: Some(SECRETS[3].into()),
             api_key_pepper_file: None,
-            signing_key: Some(SECRETS[3].into()),
+            signing_key: Some(SECRETS[4].into()),
             signing_key_files: vec![PathBuf::from("/run/secrets/key")],
         };
         let file = FileConfig {
             database_url: Some(SECRETS[0].into()),
             migrator_database_url: Some(SECRETS[1].into()),
+            retention_database_url: Some(SECRETS[2].into()),
             ..FileConfig::default()
         };
         for shown in [

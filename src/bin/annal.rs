@@ -22,6 +22,9 @@ use annal::service::export::{Chunk, ExportInput, Exporter};
 use annal::service::keys::Keys;
 use annal::service::limits::{self, IngestLimit, IngestLimiter};
 use annal::service::proofs::Proofs;
+use annal::service::retention::{
+    self, Operator as RetentionOperator, PolicyView, Retention, TenantRun,
+};
 use annal::service::{ServiceError, SharedClock, SystemClock, tenants};
 use annal::store::{self, Store};
 use annal::telemetry::Sink;
@@ -56,6 +59,14 @@ struct Global {
         global = true
     )]
     migrator_database_url: Option<String>,
+    /// Connection string of the retention role, which alone may purge expired records.
+    #[arg(
+        long,
+        env = "ANNAL_RETENTION_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    retention_database_url: Option<String>,
     /// Database connections per process [default: 16].
     #[arg(long, env = "ANNAL_DB_POOL_SIZE", global = true)]
     pool_size: Option<usize>,
@@ -88,6 +99,9 @@ enum Operator {
     /// Manage API keys and checkpoint signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Purge records past their tenant's retention period.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// Verify a tenant's whole trail in the database: every record, hash,
     /// checkpoint signature and proof, as `annal-verify` does offline.
     Verify {
@@ -123,6 +137,15 @@ struct ServeArgs {
     /// Events one API key may append at once after a pause (at least 1000) [default: 20000].
     #[arg(long, env = "ANNAL_INGEST_BURST")]
     ingest_burst: Option<u32>,
+    /// Time between two purges of expired records, e.g. 24h or 30m; "off" never purges [default: 24h].
+    #[arg(long, env = "ANNAL_RETENTION_INTERVAL")]
+    retention_interval: Option<String>,
+    /// Records deleted per purge transaction, 1 to 100000 [default: 10000].
+    #[arg(long, env = "ANNAL_RETENTION_BATCH")]
+    retention_batch: Option<u32>,
+    /// Rest between two purge transactions, e.g. 20ms [default: 0ms].
+    #[arg(long, env = "ANNAL_RETENTION_PAUSE")]
+    retention_pause: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -132,6 +155,73 @@ enum TenantCommand {
         /// Display name.
         name: String,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a tenant's retention period, or set it (never below the
+    /// deployment's floor, 7 years by default). Recorded in its log.
+    Retention {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: Uuid,
+        /// New period in years.
+        #[arg(long, conflicts_with = "months")]
+        years: Option<u32>,
+        /// New period in months.
+        #[arg(long)]
+        months: Option<u32>,
+        /// Who makes the change, recorded as its actor [default: cli:$USER].
+        #[arg(long)]
+        by: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Place or lift a legal hold: while on, nothing of the tenant is
+    /// purged. Recorded in its log with the reason.
+    Hold {
+        /// on or off.
+        #[arg(value_enum)]
+        state: HoldState,
+        /// Tenant id.
+        #[arg(long)]
+        tenant: Uuid,
+        /// Why (kept in the tenant's log).
+        #[arg(long)]
+        reason: String,
+        /// Who makes the change [default: cli:$USER].
+        #[arg(long)]
+        by: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum HoldState {
+    On,
+    Off,
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Purge every expired record now (of one tenant, or all), in batches;
+    /// prints what was purged.
+    Run {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<Uuid>,
+        /// Print what would be purged; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Records deleted per transaction, 1 to 100000 [default: 10000].
+        #[arg(long)]
+        batch: Option<u32>,
+        /// Rest between two transactions, e.g. 20ms [default: 0ms].
+        #[arg(long)]
+        pause: Option<String>,
+        /// Print JSON Lines, one object per tenant.
         #[arg(long)]
         json: bool,
     },
@@ -224,6 +314,10 @@ fn resolve(global: &Global) -> anyhow::Result<Resolved> {
             .migrator_database_url
             .clone()
             .or_else(|| file.migrator_database_url.clone()),
+        retention_database_url: global
+            .retention_database_url
+            .clone()
+            .or_else(|| file.retention_database_url.clone()),
         api_key_pepper: std::env::var("ANNAL_API_KEY_PEPPER").ok(),
         api_key_pepper_file: file.api_key_pepper_file.clone(),
         signing_key: std::env::var("ANNAL_SIGNING_KEY").ok(),
@@ -341,6 +435,59 @@ async fn operate(
         Operator::Verify { tenant, json } => {
             verify_trail(settings, store, clock, TenantId::from_uuid(tenant), json).await
         }
+        Operator::Tenant(TenantCommand::Retention {
+            tenant,
+            years,
+            months,
+            by,
+            json,
+        }) => {
+            let retention = retention_service(settings, deployment, store, clock, None).await?;
+            let tenant = TenantId::from_uuid(tenant);
+            let months = match (years, months) {
+                (Some(years), _) => Some(years.checked_mul(12).context("--years is too large")?),
+                (None, months) => months,
+            };
+            let view = match months {
+                Some(months) => retention.set_period(&operator(by), tenant, months).await,
+                None => retention.show(tenant).await,
+            }
+            .map_err(explain)?;
+            print_policy(&view, json)
+        }
+        Operator::Tenant(TenantCommand::Hold {
+            state,
+            tenant,
+            reason,
+            by,
+            json,
+        }) => {
+            let retention = retention_service(settings, deployment, store, clock, None).await?;
+            let on = matches!(state, HoldState::On);
+            let view = retention
+                .set_hold(&operator(by), TenantId::from_uuid(tenant), on, &reason)
+                .await
+                .map_err(explain)?;
+            print_policy(&view, json)
+        }
+        Operator::Retention(RetentionCommand::Run {
+            tenant,
+            dry_run,
+            batch,
+            pause,
+            json,
+        }) => {
+            let mut retention =
+                retention_service(settings, deployment, store, clock, batch).await?;
+            if let Some(pause) = pause {
+                retention = retention.with_pause(annal::config::parse_duration(&pause)?);
+            }
+            let runs = retention
+                .run(tenant.map(TenantId::from_uuid), dry_run)
+                .await
+                .map_err(explain)?;
+            print_runs(&runs, json)
+        }
         Operator::Keys(KeysCommand::Signing(command)) => signing(command),
         Operator::Keys(KeysCommand::Revoke { id, json }) => {
             let keys = Keys::new(store, settings.pepper()?, clock);
@@ -379,13 +526,13 @@ fn signing(command: SigningCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn verify_trail(
+/// What an operator command that writes to a tenant's log needs: the
+/// signing keys, a signer and a ledger whose appends it hears of.
+fn ledger_services(
     settings: &Settings,
-    store: Store,
+    store: &Store,
     clock: SharedClock,
-    tenant: TenantId,
-    json: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Arc<Keyring>, Checkpointer, Ledger)> {
     let keyring = Arc::new(Keyring::new(settings.signers()?)?);
     let checkpointer = Checkpointer::new(
         store.clone(),
@@ -393,7 +540,152 @@ async fn verify_trail(
         clock.clone(),
         checkpoints::DEFAULT_INTERVAL,
     );
-    let ledger = Ledger::new(store.clone(), clock, 1, None);
+    let ledger = Ledger::new(store.clone(), clock, 1, Some(checkpointer.clone()));
+    Ok((keyring, checkpointer, ledger))
+}
+
+/// The retention service of an operator command; it can purge when the
+/// retention role's connection string is known.
+async fn retention_service(
+    settings: &Settings,
+    deployment: &annal::config::Deployment,
+    store: Store,
+    clock: SharedClock,
+    batch: Option<u32>,
+) -> anyhow::Result<Retention> {
+    let (_, checkpointer, ledger) = ledger_services(settings, &store, clock)?;
+    let purger = purger(deployment).await?;
+    let retention = Retention::new(store, purger, ledger, checkpointer);
+    Ok(match batch {
+        Some(batch) => retention.with_batch(batch).map_err(explain)?,
+        None => retention,
+    })
+}
+
+/// A pool of the retention role, checked like the server's role: it must
+/// not be able to get around the ledger's protections either.
+async fn purger(deployment: &annal::config::Deployment) -> anyhow::Result<Option<Store>> {
+    let Some(url) = &deployment.retention_url else {
+        return Ok(None);
+    };
+    let purger = Store::connect(url, 2)?;
+    purger
+        .check_server_role()
+        .await
+        .context("checking the retention role (ANNAL_RETENTION_DATABASE_URL)")?;
+    Ok(Some(purger))
+}
+
+fn operator(by: Option<String>) -> RetentionOperator {
+    RetentionOperator {
+        name: by.unwrap_or_else(|| {
+            format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            )
+        }),
+    }
+}
+
+fn print_policy(view: &PolicyView, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(view)?);
+        return Ok(());
+    }
+    let months = view.period_months;
+    let period = if months % 12 == 0 {
+        format!("{} years", months / 12)
+    } else {
+        format!("{months} months")
+    };
+    println!(
+        "tenant {}: records are kept {period} after they were received (deployment floor: {} months)",
+        view.tenant_id, view.floor_months
+    );
+    match (&view.legal_hold, &view.hold_reason) {
+        (true, Some(reason)) => println!("legal hold: ON ({reason}): nothing is purged"),
+        (true, None) => println!("legal hold: ON: nothing is purged"),
+        (false, _) => println!("legal hold: off"),
+    }
+    if view.purged_before > 0 {
+        println!(
+            "records 0..={} have been purged by this policy",
+            view.purged_before - 1
+        );
+    }
+    Ok(())
+}
+
+fn print_runs(
+    runs: &[Result<TenantRun, (TenantId, ServiceError)>],
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for run in runs {
+        match run {
+            Ok(run) if json => println!("{}", serde_json::to_string(run)?),
+            Ok(run) => println!("{}", describe_run(run)),
+            Err((tenant, error)) => {
+                failed += 1;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "tenant_id": tenant, "error": error.to_string() })
+                    );
+                } else {
+                    println!("tenant {tenant}: FAILED: {error}");
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("the retention run failed for {failed} tenant(s)");
+    }
+    Ok(())
+}
+
+fn describe_run(run: &TenantRun) -> String {
+    let policy = format!(
+        "period {} months, expired if received at or before {}",
+        run.period_months,
+        run.cutoff
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let range = |verb: &str| {
+        format!(
+            "{verb} {} records (seq {}..={})",
+            run.purged,
+            run.boundary_from,
+            run.boundary_to.saturating_sub(1)
+        )
+    };
+    match run.status {
+        "legal_hold" => format!("tenant {}: legal hold: nothing purged", run.tenant_id),
+        "would_purge" => format!(
+            "tenant {}: would purge {}; {policy}",
+            run.tenant_id,
+            range("")
+        ),
+        "purged" => format!(
+            "tenant {}: {} in {} batch(es); attested by checkpoint {}; recorded at seq {}; {policy}",
+            run.tenant_id,
+            range("purged"),
+            run.batches,
+            run.attested_by.map_or("-".into(), |c| c.to_string()),
+            run.recorded_at_seq.map_or("-".into(), |s| s.to_string()),
+        ),
+        _ => format!("tenant {}: nothing expired; {policy}", run.tenant_id),
+    }
+}
+
+async fn verify_trail(
+    settings: &Settings,
+    store: Store,
+    clock: SharedClock,
+    tenant: TenantId,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (keyring, checkpointer, ledger) = ledger_services(settings, &store, clock)?;
     // An operator's verification covers everything committed.
     let signed = checkpointer.sign_now(tenant).await;
     let exporter = Exporter::new(store, checkpointer, ledger);
@@ -573,6 +865,31 @@ async fn serve_on(
     )
     .with_ingest_limiter(IngestLimiter::new(limit)?);
     let proofs = Proofs::new(store.clone(), checkpointer.clone(), ledger.clone());
+    let retention = Retention::new(
+        store.clone(),
+        purger(deployment).await?,
+        ledger.clone(),
+        checkpointer.clone(),
+    );
+    let mut retention = match args.retention_batch.or(file.retention_batch) {
+        Some(batch) => retention.with_batch(batch).map_err(explain)?,
+        None => retention,
+    };
+    if let Some(pause) = args
+        .retention_pause
+        .as_deref()
+        .or(file.retention_pause.as_deref())
+    {
+        retention = retention.with_pause(annal::config::parse_duration(pause)?);
+    }
+    schedule_retention(
+        retention,
+        args.retention_interval
+            .as_deref()
+            .or(file.retention_interval.as_deref()),
+        deployment.retention_url.is_some(),
+    )
+    .await?;
     let exporter = Exporter::new(store.clone(), checkpointer, ledger.clone());
     let listener = TcpListener::bind(&bind).with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
@@ -611,6 +928,41 @@ async fn serve_on(
     tracing::info!(http.addr = %addr, embedded = deployment.embedded.is_some(), "listening");
     server.await?;
     tracing::info!("stopped serving");
+    Ok(())
+}
+
+/// Starts the scheduled purge inside `serve`, or says why it is off.
+async fn schedule_retention(
+    retention: Retention,
+    interval: Option<&str>,
+    can_purge: bool,
+) -> anyhow::Result<()> {
+    let interval = match interval.map(str::trim) {
+        Some("off") => None,
+        Some(text) => Some(annal::config::parse_interval(text)?),
+        None => Some(retention::DEFAULT_RUN_INTERVAL),
+    };
+    let settings = retention.deployment().await.map_err(explain)?;
+    if settings.clock_offset {
+        tracing::warn!(
+            retention.now = %settings.now,
+            "annal.deployment_settings.clock_offset is not zero: retention decisions use a shifted clock (tests only)"
+        );
+    }
+    match interval {
+        Some(_) if !can_purge => tracing::warn!(
+            "not purging expired records: set ANNAL_RETENTION_DATABASE_URL to the annal_retention role"
+        ),
+        Some(interval) => {
+            tracing::info!(
+                retention.interval_s = interval.as_secs(),
+                retention.floor_months = settings.floor_months,
+                "purging expired records on a schedule"
+            );
+            actix_web::rt::spawn(retention.schedule(interval));
+        }
+        None => tracing::info!("not purging expired records: retention_interval is off"),
+    }
     Ok(())
 }
 

@@ -155,6 +155,7 @@ pub async fn search(
         (status = 401, description = "Missing, malformed or revoked key", body = ErrorBody),
         (status = 403, description = "Key lacks events:read", body = ErrorBody),
         (status = 404, description = "No event at this seq", body = ErrorBody),
+        (status = 410, description = "The event was purged by the tenant's retention policy", body = ErrorBody),
     ))]
 #[get("/v1/events/{seq}")]
 pub async fn by_seq(

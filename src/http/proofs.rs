@@ -93,6 +93,7 @@ pub struct InclusionQuery {
         (status = 401, description = "Missing, malformed or revoked key", body = ErrorBody),
         (status = 403, description = "Key lacks events:read", body = ErrorBody),
         (status = 404, description = "No checkpoint at tree_size, or no such event", body = ErrorBody),
+        (status = 410, description = "The event was purged by the tenant's retention policy", body = ErrorBody),
     ))]
 #[get("/v1/proofs/inclusion")]
 pub async fn inclusion(
@@ -126,6 +127,7 @@ pub struct ConsistencyQuery {
         (status = 400, description = "Sizes out of range", body = ErrorBody),
         (status = 401, description = "Missing, malformed or revoked key", body = ErrorBody),
         (status = 403, description = "Key lacks events:read", body = ErrorBody),
+        (status = 410, description = "`from` is below the purge boundary: those records were purged by the retention policy", body = ErrorBody),
     ))]
 #[get("/v1/proofs/consistency")]
 pub async fn consistency(
@@ -151,6 +153,7 @@ pub async fn consistency(
         (status = 401, description = "Missing, malformed or revoked key", body = ErrorBody),
         (status = 403, description = "Key lacks events:read", body = ErrorBody),
         (status = 404, description = "No such event", body = ErrorBody),
+        (status = 410, description = "The event was purged by the tenant's retention policy", body = ErrorBody),
         (status = 503, description = "The event is not covered by a signed checkpoint yet; retry shortly", body = ErrorBody),
     ))]
 #[get("/v1/events/{seq}/proof")]
@@ -207,6 +210,7 @@ pub async fn keys(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
         (status = 401, description = "Missing, malformed or revoked key", body = ErrorBody),
         (status = 403, description = "Key lacks events:read", body = ErrorBody),
         (status = 404, description = "Nothing signed yet", body = ErrorBody),
+        (status = 410, description = "trusted_size is below the purge boundary: it can no longer be linked", body = ErrorBody),
     ))]
 #[get("/v1/export")]
 pub async fn export(

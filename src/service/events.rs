@@ -21,7 +21,7 @@ use super::checkpoints::Checkpointer;
 use super::limits::IngestLimiter;
 use super::{ServiceError, SharedClock};
 use crate::ledger::{
-    Actor, EventId, Outcome, Payload, Resource, Salt, Seq, Timestamp, commit_payload,
+    Actor, EventId, Outcome, Payload, Resource, Salt, Seq, TenantId, Timestamp, commit_payload,
     decode_payload, encode_payload,
 };
 use crate::store::Store;
@@ -665,12 +665,16 @@ impl Ledger {
         who: &Authorized<ReadEvents>,
         seq: Seq,
     ) -> Result<EventView, ServiceError> {
-        let found = {
+        let (found, boundary) = {
             let mut conn = self.store.conn().await?;
             let tx = conn.tenant(who.tenant()).await?;
             let found = rows::by_seq(&tx, seq).await?;
+            let boundary = match found {
+                Some(_) => 0,
+                None => super::purged_before(&tx).await?,
+            };
             tx.commit().await?;
-            found
+            (found, boundary)
         };
         let rows_read = usize::from(found.is_some());
         self.record_read(
@@ -680,7 +684,13 @@ impl Ledger {
             "audit.read",
         )
         .await?;
-        let event = found.ok_or(ServiceError::NotFound("event"))?;
+        let event = match found {
+            Some(event) => event,
+            None if seq.value() < boundary => {
+                return Err(super::purged(&format!("seq {}", seq.value()), boundary));
+            }
+            None => return Err(ServiceError::NotFound("event")),
+        };
         EventView::from_stored(event)
     }
 
@@ -713,5 +723,24 @@ impl Ledger {
         let pending = seal_payload(None, action.into(), &payload);
         self.appender.append(reader.tenant(), vec![pending]).await?;
         Ok(())
+    }
+
+    /// Appends an event Annal itself writes about `tenant` (a policy
+    /// change, a purge) under a fixed `event_id`, so that retrying after a
+    /// crash finds the first one instead of writing a second. Returns its
+    /// seq.
+    pub(crate) async fn record_system(
+        &self,
+        tenant: TenantId,
+        event_id: Uuid,
+        action: &str,
+        payload: &Payload,
+    ) -> Result<u64, ServiceError> {
+        let pending = seal_payload(Some(event_id), action.into(), payload);
+        let appended = self.appender.append(tenant, vec![pending]).await?;
+        appended
+            .first()
+            .map(|a| a.event.seq.value())
+            .ok_or_else(|| ServiceError::Unavailable("the event was not appended".into()))
     }
 }

@@ -22,14 +22,14 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-use super::ServiceError;
 use super::auth::{Authorized, ReadEvents};
 use super::checkpoints::{Checkpointer, Signed};
 use super::events::Ledger;
+use super::{ServiceError, purged};
 use crate::ledger::{ChainHash, Seq, TenantId, TreeHash, tenant_origin};
 use crate::store::checkpoints::{self, StoredCheckpoint};
 use crate::store::tree::{self, TreeError};
-use crate::store::{Store, StoreError, TenantTx, events};
+use crate::store::{Store, StoreError, TenantTx, events, retention};
 use crate::verify::bundle::BundleWriter;
 
 /// Most records read per page.
@@ -51,7 +51,9 @@ pub type Chunk = Result<Vec<u8>, std::io::Error>;
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ExportInput {
-    /// First seq to export [default: 0].
+    /// First seq to export [default: 0]. Records purged by the retention
+    /// policy cannot be exported: the bundle then starts at the first
+    /// retained record and says what was purged.
     pub from_seq: Option<u64>,
     /// Last seq wanted [default: the latest checkpoint]; the bundle extends
     /// to the first signed checkpoint at or after it.
@@ -72,6 +74,10 @@ pub struct ExportRange {
     pub end_size: u64,
     /// A trusted size below `from_seq` to prove consistency from.
     pub trusted_size: Option<u64>,
+    /// When records `0..from_seq` were purged by the retention policy: the
+    /// size of the checkpoint that attests the purge boundary (the
+    /// bundle's first).
+    pub purged_attested_by: Option<u64>,
 }
 
 fn invalid(message: String) -> ServiceError {
@@ -151,7 +157,11 @@ impl Exporter {
                 latest.size
             ))
         };
-        let from_seq = input.from_seq.unwrap_or(0);
+        // Records below the purge boundary are gone: an export starts at
+        // the boundary at the earliest, and says why.
+        let boundary = retention::latest_boundary(&tx).await?;
+        let purged_before = boundary.as_ref().map_or(0, |b| b.size);
+        let from_seq = input.from_seq.unwrap_or(0).max(purged_before);
         if from_seq >= latest.size && from_seq < committed {
             return Err(not_yet(from_seq));
         }
@@ -183,8 +193,26 @@ impl Exporter {
                     latest.size
                 )));
             }
+            Some(t) if t < purged_before => {
+                return Err(purged(
+                    &format!("linking a trusted checkpoint of size {t}"),
+                    purged_before,
+                ));
+            }
             Some(t) if t < from_seq => Some(t),
             _ => None,
+        };
+        let purged_attested_by = if purged_before > 0 && from_seq == purged_before {
+            let attesting = checkpoints::first_at_or_after(&tx, purged_before)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "no checkpoint covers the purge boundary {purged_before}"
+                    ))
+                })?;
+            Some(attesting.size)
+        } else {
+            None
         };
         tx.commit().await?;
         Ok(ExportRange {
@@ -192,6 +220,7 @@ impl Exporter {
             from_seq,
             end_size,
             trusted_size,
+            purged_attested_by,
         })
     }
 
@@ -229,6 +258,9 @@ impl Exporter {
         );
         for key in keyring.verifier_keys() {
             head.extend(writer.vkey(&key.to_vkey()));
+        }
+        if let Some(attested_by) = range.purged_attested_by {
+            head.extend(writer.purged(range.from_seq, attested_by));
         }
         {
             let mut conn = self.store.conn().await?;
@@ -333,6 +365,12 @@ async fn start_state(
 ) -> Result<(ChainHash, Vec<TreeHash>), ServiceError> {
     if from_seq == 0 {
         return Ok((ChainHash::genesis(tx.tenant()), Vec::new()));
+    }
+    // At the purge boundary, what the boundary kept.
+    if let Some(boundary) = retention::latest_boundary(tx).await? {
+        if boundary.size == from_seq {
+            return Ok((boundary.chain_hash, boundary.compact_range));
+        }
     }
     let chain = match events::by_seq(tx, Seq::new(from_seq - 1)).await? {
         Some(event) => event.chain_hash,

@@ -13,7 +13,25 @@ pub mod export;
 pub mod keys;
 pub mod limits;
 pub mod proofs;
+pub mod retention;
 pub mod tenants;
+
+/// The error for a request about `what` (e.g. "seq 12"), which needs
+/// records below `boundary`: purged by the retention policy.
+pub(crate) fn purged(what: &str, boundary: u64) -> ServiceError {
+    ServiceError::Purged(format!(
+        "{what} needs records 0..={} which were purged by the tenant's retention policy; \
+         the first retained record is seq {boundary}",
+        boundary.saturating_sub(1)
+    ))
+}
+
+/// Records `0..` this value are purged (0: none).
+pub(crate) async fn purged_before(tx: &crate::store::TenantTx<'_>) -> Result<u64, ServiceError> {
+    Ok(crate::store::retention::latest_boundary(tx)
+        .await?
+        .map_or(0, |b| b.size))
+}
 
 use std::sync::Arc;
 
@@ -67,6 +85,9 @@ pub enum ServiceError {
         "event_id {0} was already used for a different event; an event_id may only be retried with the same content"
     )]
     IdempotencyConflict(uuid::Uuid),
+    /// What was asked for was deleted by the tenant's retention policy.
+    #[error("{0}")]
+    Purged(String),
     /// Temporarily unable to serve; the client should retry.
     #[error("{0}")]
     Unavailable(String),

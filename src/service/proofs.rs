@@ -14,10 +14,10 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::ServiceError;
 use super::auth::{Authorized, ReadEvents};
 use super::checkpoints::Checkpointer;
 use super::events::Ledger;
+use super::{ServiceError, purged, purged_before};
 use crate::ledger::{Seq, TenantId, TlogProof, TreeHash};
 use crate::store::checkpoints::{self, StoredCheckpoint};
 use crate::store::{Store, TenantTx, events, tree};
@@ -162,9 +162,9 @@ impl Proofs {
                 checkpoint.size
             )));
         }
-        let event = events::by_seq(&tx, seq)
-            .await?
-            .ok_or(ServiceError::NotFound("event"))?;
+        let Some(event) = events::by_seq(&tx, seq).await? else {
+            return Err(missing_event(&tx, seq).await?);
+        };
         let path = tree::inclusion_proof(&tx, seq.value(), checkpoint.size).await?;
         tx.commit().await?;
         Ok(InclusionProof {
@@ -197,6 +197,13 @@ impl Proofs {
                 "to = {to} exceeds the tree's size, {size}"
             )));
         }
+        let boundary = purged_before(&tx).await?;
+        if from < boundary {
+            return Err(purged(
+                &format!("a consistency proof from size {from}"),
+                boundary,
+            ));
+        }
         let proof = tree::consistency_proof(&tx, from, to).await?;
         tx.commit().await?;
         Ok(ConsistencyProof {
@@ -218,7 +225,7 @@ impl Proofs {
         let outcome = self.tlog_proof(who, seq).await;
         let rows_read = match &outcome {
             Ok(_) => 1,
-            Err(ServiceError::NotFound(_)) => 0,
+            Err(ServiceError::NotFound(_) | ServiceError::Purged(_)) => 0,
             Err(_) => return outcome,
         };
         self.ledger
@@ -252,9 +259,9 @@ impl Proofs {
                 ServiceError::NotFound("event")
             });
         }
-        let event = events::by_seq(&tx, seq)
-            .await?
-            .ok_or(ServiceError::NotFound("event"))?;
+        let Some(event) = events::by_seq(&tx, seq).await? else {
+            return Err(missing_event(&tx, seq).await?);
+        };
         let hashes = tree::inclusion_proof(&tx, seq.value(), checkpoint.size).await?;
         tx.commit().await?;
         Ok(TlogProof {
@@ -275,4 +282,15 @@ impl Proofs {
             .map(|k| k.to_vkey())
             .collect()
     }
+}
+
+/// Why record `seq` below the committed size is not there: purged by the
+/// retention policy, or not found.
+async fn missing_event(tx: &TenantTx<'_>, seq: Seq) -> Result<ServiceError, ServiceError> {
+    let boundary = purged_before(tx).await?;
+    Ok(if seq.value() < boundary {
+        purged(&format!("seq {}", seq.value()), boundary)
+    } else {
+        ServiceError::NotFound("event")
+    })
 }

@@ -10,6 +10,7 @@
 pub mod api_keys;
 pub mod checkpoints;
 pub mod events;
+pub mod retention;
 pub mod tenants;
 pub mod tree;
 
@@ -178,7 +179,9 @@ impl Store {
         // data), except the one the app needs: revoking an API key.
         const MUTATING: &str = "SELECT string_agg(what, ', ') FROM ( \
             SELECT t || ' ' || p AS what \
-            FROM unnest(ARRAY['annal.events', 'annal.tenants', 'annal.api_keys']) AS t, \
+            FROM unnest(ARRAY['annal.events', 'annal.tenants', 'annal.api_keys', 'annal.checkpoints', \
+                'annal.tree_nodes', 'annal.retention_policies', 'annal.purge_boundaries', \
+                'annal.purge_announcements', 'annal.deployment_settings']) AS t, \
                  unnest(ARRAY['DELETE', 'TRUNCATE']) AS p \
             WHERE to_regclass(t) IS NOT NULL AND has_table_privilege(current_user, t, p) \
             UNION ALL \
