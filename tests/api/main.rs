@@ -14,6 +14,7 @@ mod operators;
 mod proofs;
 mod purge_tree;
 mod read;
+mod retention;
 mod schema;
 mod tamper;
 mod upgrade;
