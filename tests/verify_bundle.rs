@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use annal::ledger::{
-    Actor, Chain, ChainHash, Checkpoint, CompactRange, EventId, Note, NoteSignature, Payload,
-    Resource, Salt, Seq, TenantId, Timestamp, TlogProof, TreeHash, VerifierKey, consistency_plan,
-    empty_root, hash_children, inclusion_plan, seal, tenant_origin,
+    Actor, Chain, ChainHash, Checkpoint, CompactRange, EventId, Note, NoteSignature, Outcome,
+    Payload, Resource, Salt, Seq, TenantId, Timestamp, TlogProof, TreeHash, VerifierKey,
+    consistency_plan, empty_root, hash_children, inclusion_plan, seal, tenant_origin,
 };
 use annal::verify::bundle::{
     BundleFailure, BundleOptions, BundleReport, BundleWriter, MAX_PUBLISHED_VKEYS, PurgedPrefix,
@@ -97,6 +97,17 @@ impl Log {
     }
 
     fn of(tenant: TenantId, n: u64, variant: u64) -> Log {
+        Log::build(tenant, n, |_, i| {
+            (
+                "employee.salary.read".to_owned(),
+                payload(i + 1000 * variant),
+            )
+        })
+    }
+
+    /// `n` records of `tenant`, record `i` with the action and payload
+    /// `record(log of the records before it, i)`.
+    fn build(tenant: TenantId, n: u64, record: impl Fn(&Log, u64) -> (String, Payload)) -> Log {
         let mut log = Log {
             tenant,
             records: Vec::new(),
@@ -106,13 +117,14 @@ impl Log {
         let mut chain = Chain::genesis(tenant);
         for i in 0..n {
             let salt = Salt::from_bytes([(i % 251) as u8; 32]);
+            let (action, payload) = record(&log, i);
             let sealed = seal(
                 tenant,
                 Seq::new(i),
                 EventId::from_uuid(Uuid::from_u128(u128::from(i) + 1)),
                 Timestamp::from_micros(1_700_000_000_000_000 + i as i64),
-                "employee.salary.read".to_owned(),
-                &payload(i + 1000 * variant),
+                action,
+                &payload,
                 salt,
             );
             let (_, chain_hash) = chain.append(&sealed.leaf_hash);
@@ -942,7 +954,8 @@ fn a_bundle_after_a_purge_verifies_and_reports_the_purged_prefix() {
         report.purged,
         Some(PurgedPrefix {
             size: 5,
-            attested_by: 8
+            attested_by: 8,
+            recorded_at: None,
         })
     );
     assert_eq!((report.from_seq.value(), report.to_seq.value()), (5, 12));
@@ -1161,6 +1174,246 @@ fn a_trusted_checkpoint_older_than_the_purge_is_reported_not_failed() {
     );
 }
 
+// ---------------------------------------------------------------------------
+// Retention: the purge's own record.
+
+/// The payload of the `retention.purged` record announcing the boundary
+/// `size` of `log`, as the retention service writes it; `log` holds the
+/// records before it, so at least `size`.
+fn purge_payload(log: &Log, size: u64) -> Payload {
+    Payload {
+        outcome: Some(Outcome::Success),
+        after: Some(json!({
+            "purged": {"from_seq": 0, "to_seq": size - 1},
+            "boundary": {
+                "size": size,
+                "chain_hash": log.chain_before(size).to_string(),
+                "compact_range": log
+                    .compact_range(size)
+                    .iter()
+                    .map(TreeHash::to_base64)
+                    .collect::<Vec<_>>(),
+                "attested_by_checkpoint": size,
+            },
+            "policy": {
+                "period_months": 84,
+                "cutoff": "2017-01-01T00:00:00+00:00",
+                "decided_at": "2024-01-01T00:00:00+00:00",
+            },
+        })),
+        ..Payload::new(
+            Actor {
+                id: "annal-retention".to_owned(),
+                kind: "system".to_owned(),
+                name: None,
+                email: None,
+            },
+            Resource {
+                kind: "audit_trail".to_owned(),
+                id: tenant().to_string(),
+            },
+        )
+    }
+}
+
+/// A log of `n` records where, for each `(seq, size)` of `purges`, record
+/// `seq` is the `retention.purged` record announcing the boundary `size`,
+/// its `after` passed through `forge` (the server wrote it so).
+fn log_with_purge_records(n: u64, purges: &[(u64, u64)], forge: impl Fn(&mut Value)) -> Log {
+    Log::build(tenant(), n, |log, i| {
+        match purges.iter().find(|(seq, _)| *seq == i) {
+            Some(&(_, size)) => {
+                let mut payload = purge_payload(log, size);
+                if let Some(after) = &mut payload.after {
+                    forge(after);
+                }
+                ("retention.purged".to_owned(), payload)
+            }
+            None => ("employee.salary.read".to_owned(), payload(i)),
+        }
+    })
+}
+
+#[test]
+fn a_purge_recorded_in_the_bundle_is_reported_at_its_first_record() {
+    // An older purge (boundary 3) at seq 6, this one (boundary 5) at 9 and
+    // again at 11.
+    let log = log_with_purge_records(20, &[(6, 3), (9, 5), (11, 5)], |_| {});
+    let bytes = bundle(&log, &Export::after_purge(5..13, &[8, 13]));
+    let report = verify_with(&bytes, &complete()).unwrap();
+    assert_eq!(
+        report.purged,
+        Some(PurgedPrefix {
+            size: 5,
+            attested_by: 8,
+            recorded_at: Some(9),
+        })
+    );
+    // Also before the attesting checkpoint, and right at the boundary.
+    let log = log_with_purge_records(20, &[(5, 5)], |_| {});
+    let bytes = bundle(&log, &Export::after_purge(5..13, &[8, 13]));
+    let report = verify(&bytes).unwrap();
+    assert_eq!(report.purged.and_then(|p| p.recorded_at), Some(5));
+}
+
+#[test]
+fn a_purge_not_recorded_in_the_bundle_is_reported_not_failed() {
+    // The bundle ends before the record (an export made before it was
+    // appended, or a purge interrupted before it).
+    let log = log_with_purge_records(20, &[(9, 5)], |_| {});
+    let bytes = bundle(&log, &Export::after_purge(5..9, &[9]));
+    let report = verify_with(&bytes, &complete()).unwrap();
+    assert_eq!(
+        report.purged.map(|p| (p.size, p.recorded_at)),
+        Some((5, None))
+    );
+    // Only older purges are recorded.
+    let log = log_with_purge_records(20, &[(6, 3)], |_| {});
+    let bytes = bundle(&log, &Export::after_purge(5..13, &[8, 13]));
+    let report = verify(&bytes).unwrap();
+    assert_eq!(report.purged.map(|p| p.recorded_at), Some(None));
+}
+
+#[test]
+fn a_purge_record_with_another_chain_hash_or_compact_range_is_a_mismatch() {
+    let other_range: Vec<String> = Log::new(20, 1)
+        .compact_range(5)
+        .iter()
+        .map(TreeHash::to_base64)
+        .collect();
+    let cases = [
+        ("chain_hash", json!("55".repeat(32))),
+        ("chain_hash", json!("not hex")),
+        ("chain_hash", Value::Null),
+        ("compact_range", json!(other_range)),
+        ("compact_range", json!([])),
+        ("compact_range", json!(["not base64"])),
+    ];
+    for (field, value) in cases {
+        let log = log_with_purge_records(20, &[(9, 5)], |after| {
+            after["boundary"][field] = value.clone();
+        });
+        let bytes = bundle(&log, &Export::after_purge(5..13, &[8, 13]));
+        let at = record_line(&lines(&bytes), 9) as u64 + 1;
+        let result = verify(&bytes);
+        let message = result.as_ref().unwrap_err().to_string();
+        assert_eq!(
+            failure_at(result),
+            ("purge_record_mismatch", Some(9), at),
+            "{field} {value}"
+        );
+        assert!(
+            message.contains(&format!(
+                "announces the purge boundary 5 with another {field} than the bundle's start line"
+            )),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_purge_record_of_a_later_boundary_than_the_bundle_start_is_a_mismatch() {
+    let log = log_with_purge_records(20, &[(9, 7)], |_| {});
+    let bytes = bundle(&log, &Export::after_purge(5..13, &[8, 13]));
+    let at = record_line(&lines(&bytes), 9) as u64 + 1;
+    let result = verify(&bytes);
+    let message = result.as_ref().unwrap_err().to_string();
+    assert_eq!(failure_at(result), ("purge_record_mismatch", Some(9), at));
+    assert!(
+        message.contains("the log records a purge up to seq 6 (boundary 7), but the bundle starts at the boundary 5"),
+        "{message}"
+    );
+    // Even after a record of the bundle's own boundary.
+    let log = log_with_purge_records(20, &[(6, 5), (9, 7)], |_| {});
+    let bytes = bundle(&log, &Export::after_purge(5..13, &[8, 13]));
+    assert_eq!(failure(verify(&bytes)), ("purge_record_mismatch", Some(9)));
+}
+
+#[test]
+fn purge_records_without_a_payload_or_boundary_or_purged_line_are_not_compared() {
+    let later = log_with_purge_records(20, &[(9, 7)], |_| {});
+    // Its payload withheld: nothing to compare, nothing recorded.
+    let mut export = Export::after_purge(5..13, &[8, 13]);
+    export.withheld = vec![9];
+    let report = verify(&bundle(&later, &export)).unwrap();
+    assert_eq!(report.purged.map(|p| p.recorded_at), Some(None));
+    assert_eq!(report.payloads_withheld, 1);
+    let matching = log_with_purge_records(20, &[(9, 5)], |_| {});
+    let report = verify(&bundle(&matching, &export)).unwrap();
+    assert_eq!(report.purged.map(|p| p.recorded_at), Some(None));
+    // A partial export says nothing of a purge to compare with.
+    let report = verify(&bundle(&later, &Export::new(5..13, &[8, 13]))).unwrap();
+    assert_eq!(report.purged, None);
+    // A record of that action whose `after` announces no boundary (any
+    // client may write the action) is another record.
+    for forge in [
+        (|after: &mut Value| after["boundary"] = json!("none")) as fn(&mut Value),
+        |after| after["boundary"]["size"] = json!("5"),
+        |after| *after = json!({"purged": 12}),
+    ] {
+        let log = log_with_purge_records(20, &[(9, 5)], forge);
+        let bytes = bundle(&log, &Export::after_purge(5..13, &[8, 13]));
+        let report = verify(&bytes).unwrap();
+        assert_eq!(report.purged.map(|p| p.recorded_at), Some(None));
+    }
+}
+
+#[test]
+fn the_cli_says_whether_the_purge_is_recorded_in_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_with_purge_records(20, &[(11, 8)], |_| {});
+    let vkey = log_key().1.to_vkey();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let recorded = write(
+        "recorded.jsonl",
+        &bundle(&log, &Export::after_purge(8..14, &[10, 14])),
+    );
+    let unrecorded = write(
+        "unrecorded.jsonl",
+        &bundle(&log, &Export::after_purge(8..11, &[10, 11])),
+    );
+
+    let run = annal_verify(&[&recorded, "--vkey", &vkey]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(
+            "records 0..=7: purged by retention policy, attested by checkpoint 10; recorded in the log at seq 11"
+        ),
+        "{}",
+        run.stdout
+    );
+    let run = annal_verify(&[&recorded, "--vkey", &vkey, "--json"]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        report["report"]["purged"],
+        json!({"size": 8, "attested_by": 10, "recorded_at": 11})
+    );
+
+    let run = annal_verify(&[&unrecorded, "--vkey", &vkey]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("attested by checkpoint 10; not recorded in this bundle"),
+        "{}",
+        run.stdout
+    );
+
+    let mismatch = log_with_purge_records(20, &[(11, 9)], |_| {});
+    let mismatch = write(
+        "mismatch.jsonl",
+        &bundle(&mismatch, &Export::after_purge(8..14, &[10, 14])),
+    );
+    let run = annal_verify(&[&mismatch, "--vkey", &vkey, "--json"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["error"]["code"], "purge_record_mismatch");
+    assert_eq!(report["error"]["seq"], 11);
+}
+
 #[test]
 fn the_cli_reports_a_purge_a_partial_export_and_an_old_trusted_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -1192,7 +1445,7 @@ fn the_cli_reports_a_purge_a_partial_export_and_an_old_trusted_checkpoint() {
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(
         report["report"]["purged"],
-        json!({"size": 8, "attested_by": 10})
+        json!({"size": 8, "attested_by": 10, "recorded_at": null})
     );
 
     let run = annal_verify(&[&partial, "--vkey", &vkey]);

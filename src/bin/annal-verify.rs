@@ -284,6 +284,16 @@ fn trusted_text(status: TrustedCheckpointStatus) -> String {
     }
 }
 
+fn purge_record_text(recorded_at: Option<u64>) -> String {
+    match recorded_at {
+        Some(seq) => format!("recorded in the log at seq {seq}"),
+        None => {
+            "not recorded in this bundle (that it was by policy is the server's statement alone)"
+                .to_owned()
+        }
+    }
+}
+
 fn signers_text(keys: &[String]) -> String {
     if keys.is_empty() {
         "no key checked: trust rests on the trusted checkpoint alone".to_owned()
@@ -353,9 +363,10 @@ fn print_bundle(report: &BundleReport, as_json: bool) {
     );
     match report.purged {
         Some(purged) => println!(
-            "records 0..={}: purged by retention policy, attested by checkpoint {}",
+            "records 0..={}: purged by retention policy, attested by checkpoint {}; {}",
             purged.size - 1,
-            purged.attested_by
+            purged.attested_by,
+            purge_record_text(purged.recorded_at)
         ),
         None if report.from_seq.value() > 0 => eprintln!(
             "note: records 0..={} are not in this export and were not verified (pass --complete to require them)",

@@ -30,9 +30,9 @@ use sha2::{Digest, Sha256};
 
 use super::Failure;
 use crate::ledger::{
-    ChainHash, Checkpoint, CompactRange, Header, LeafHash, NoteError, Salt, Seq, SignedCheckpoint,
-    TenantId, TreeHash, VerifierKey, chain_hash, commit_payload, decode_payload, empty_root,
-    leaf_hash, verify_consistency,
+    ChainHash, Checkpoint, CompactRange, Header, LeafHash, NoteError, Payload, Salt, Seq,
+    SignedCheckpoint, TenantId, TreeHash, VerifierKey, chain_hash, commit_payload, decode_payload,
+    empty_root, leaf_hash, verify_consistency,
 };
 
 pub use super::bundle_writer::BundleWriter;
@@ -47,6 +47,11 @@ pub const MAX_LINE_LEN: usize = 64 << 20;
 
 /// Most `vkey` lines a bundle may carry.
 pub const MAX_PUBLISHED_VKEYS: usize = 64;
+
+/// The action of the record Annal appends to a tenant's log after each
+/// purge, announcing the new purge boundary in its payload's `after`
+/// (`docs/FORMAT.md`, "Retention").
+pub const PURGE_RECORD_ACTION: &str = "retention.purged";
 
 /// What a bundle verification trusts: the auditor's keys and, optionally, a
 /// checkpoint they saved earlier. Nothing in the bundle itself is trusted.
@@ -109,6 +114,15 @@ pub struct PurgedPrefix {
     /// chain head prove the start line's compact range and chain hash for
     /// the purged prefix.
     pub attested_by: u64,
+    /// The seq of the first [`PURGE_RECORD_ACTION`] record in the bundle
+    /// that announces this boundary, with the start line's chain hash and
+    /// compact range: the purge is then recorded in the signed log, not only
+    /// stated by the `purged` line. `None` when the bundle holds no such
+    /// record (its payload withheld, the purge interrupted before its record
+    /// was appended, or the bundle ending before it): not a failure, but
+    /// then that the records were purged by policy rests on the server's
+    /// word alone.
+    pub recorded_at: Option<u64>,
 }
 
 /// What a successful bundle verification covered.
@@ -281,6 +295,21 @@ pub enum BundleFailureKind {
         /// The size of the bundle's first checkpoint, or `None` when records
         /// go past `attested_by` before any checkpoint.
         first_checkpoint: Option<u64>,
+    },
+    /// A [`PURGE_RECORD_ACTION`] record contradicts the purge boundary the
+    /// bundle starts at: it announces that boundary with another chain hash
+    /// or compact range than the start line, or a later boundary, which an
+    /// export (starting at the newest boundary) never precedes.
+    #[error("{}", purge_record_mismatch(*boundary, *recorded, *field))]
+    PurgeRecordMismatch {
+        /// The bundle's purge boundary, the `purged` line's size.
+        boundary: u64,
+        /// The boundary size the record announces.
+        recorded: u64,
+        /// When the sizes are equal, the field of the record's boundary
+        /// that differs from the start line (`chain_hash` or
+        /// `compact_range`); `None` when the record's boundary is later.
+        field: Option<&'static str>,
     },
     /// Verification was asked to cover every record from seq 0, but the
     /// bundle starts later and says nothing of the records before it.
@@ -489,6 +518,7 @@ impl BundleFailureKind {
             K::BadStart(_) => "bad_start",
             K::BadPurge(_) => "bad_purge",
             K::PurgeUnattested { .. } => "purge_unattested",
+            K::PurgeRecordMismatch { .. } => "purge_record_mismatch",
             K::Incomplete { .. } => "incomplete",
             K::Gap { .. } => "gap",
             K::DuplicateSeq => "duplicate_seq",
@@ -539,6 +569,18 @@ fn purge_unattested(attested_by: u64, first_checkpoint: Option<u64>) -> String {
     format!(
         "the purged line says the checkpoint of size {attested_by} attests the purge, but {found}"
     )
+}
+
+fn purge_record_mismatch(boundary: u64, recorded: u64, field: Option<&str>) -> String {
+    match field {
+        Some(field) => format!(
+            "this {PURGE_RECORD_ACTION} record announces the purge boundary {boundary} with another {field} than the bundle's start line"
+        ),
+        None => format!(
+            "the log records a purge up to seq {last} (boundary {recorded}), but the bundle starts at the boundary {boundary}: an export starts at the newest boundary",
+            last = recorded.saturating_sub(1)
+        ),
+    }
 }
 
 fn at_line(line: u64) -> String {
@@ -733,10 +775,52 @@ struct RecordContent {
     payload: Result<PayloadStatus, Failure>,
 }
 
-#[derive(Clone, Copy)]
 enum PayloadStatus {
-    Checked,
+    /// The payload came with the record, matched its commitment and
+    /// decoded; for a [`PURGE_RECORD_ACTION`] record, with the boundary it
+    /// announces.
+    Checked(Option<PurgeAnnouncement>),
     Withheld,
+}
+
+/// The purge boundary a [`PURGE_RECORD_ACTION`] record announces: its
+/// payload's `after.boundary`, read without trusting its shape. It is
+/// compared with the start line only once the lines before it are checked.
+struct PurgeAnnouncement {
+    /// `size`: records `0..size` were purged.
+    size: u64,
+    /// `chain_hash`, or `None` when it is not 64 hex digits.
+    chain_hash: Option<ChainHash>,
+    /// `compact_range`, or `None` when it is not a list of base64 hashes.
+    compact_range: Option<Vec<TreeHash>>,
+}
+
+impl PurgeAnnouncement {
+    /// What the payload of a [`PURGE_RECORD_ACTION`] record announces, or
+    /// `None` when its `after` has no `boundary.size` integer: that record
+    /// announces no boundary (any client may write this action), so there
+    /// is nothing to compare.
+    fn read(payload: &Payload) -> Option<PurgeAnnouncement> {
+        let boundary = payload.after.as_ref()?.get("boundary")?;
+        let size = boundary.get("size")?.as_u64()?;
+        let chain_hash = boundary
+            .get("chain_hash")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| ChainHash::from_hex(text).ok());
+        let compact_range = boundary
+            .get("compact_range")
+            .and_then(serde_json::Value::as_array)
+            .and_then(|list| {
+                list.iter()
+                    .map(|hash| TreeHash::from_base64(hash.as_str()?).ok())
+                    .collect()
+            });
+        Some(PurgeAnnouncement {
+            size,
+            chain_hash,
+            compact_range,
+        })
+    }
 }
 
 impl RecordLine {
@@ -763,7 +847,8 @@ impl RecordLine {
     }
 }
 
-/// Checks a record's payload and salt against its header.
+/// Checks a record's payload and salt against its header, and reads what a
+/// [`PURGE_RECORD_ACTION`] record's payload announces.
 fn check_payload(
     payload: Option<Base64Bytes>,
     salt: Option<Salt>,
@@ -779,8 +864,13 @@ fn check_payload(
                     calculated,
                 });
             }
-            decode_payload(&payload).map_err(Failure::MalformedPayload)?;
-            Ok(PayloadStatus::Checked)
+            let payload = decode_payload(&payload).map_err(Failure::MalformedPayload)?;
+            let announced = if header.action == PURGE_RECORD_ACTION {
+                PurgeAnnouncement::read(&payload)
+            } else {
+                None
+            };
+            Ok(PayloadStatus::Checked(announced))
         }
         (Some(_), None) => Err(Failure::UnpairedPayload {
             present: "payload",
@@ -1534,20 +1624,23 @@ fn open_trusted(options: &BundleOptions) -> Result<Option<Checkpoint>, BundleFai
 /// has the size it names, which makes that checkpoint attest the purged
 /// prefix); the start line (size = `from_seq`, the genesis chain hash when
 /// it is 0; with `options.require_complete`, a later start only after a
-/// `purged` line); each
-/// record in seq order with no gaps or repeats (canonical header bytes of
-/// the bundle's tenant and the listed seq; payload and salt both present or
-/// both null, and when present matching the header's commitment and
-/// decoding canonically); for each checkpoint, right after its last record:
-/// the note parses, states the line's size and the bundle's origin, is
-/// signed by at least one of `options.vkeys` (when given), and its root and
-/// chain head equal those recomputed from the start line and the records;
-/// each consistency proof between consecutive checkpoints; the trusted
-/// checkpoint, if given (one older than the purge boundary is reported as
-/// [`TrustedCheckpointStatus::PredatesPurge`], since nothing can link it any
-/// more); that the last checkpoint covers every record and
-/// ends the header's range; and the end line's counts and SHA-256 over
-/// every byte before it, with nothing after it.
+/// `purged` line); each record in seq order with no gaps or repeats
+/// (canonical header bytes of the bundle's tenant and the listed seq;
+/// payload and salt both present or both null, and when present matching
+/// the header's commitment and decoding canonically; after a `purged` line,
+/// a [`PURGE_RECORD_ACTION`] record with its payload must not announce a
+/// later boundary, and one announcing the same boundary must repeat the
+/// start line's chain hash and compact range: the first such is reported as
+/// [`PurgedPrefix::recorded_at`]); for each checkpoint, right after its
+/// last record: the note parses, states the line's size and the bundle's
+/// origin, is signed by at least one of `options.vkeys` (when given), and
+/// its root and chain head equal those recomputed from the start line and
+/// the records; each consistency proof between consecutive checkpoints;
+/// the trusted checkpoint, if given (one older than the purge boundary is
+/// reported as [`TrustedCheckpointStatus::PredatesPurge`], since nothing can
+/// link it any more); that the last checkpoint covers every record and ends
+/// the header's range; and the end line's counts and SHA-256 over every
+/// byte before it, with nothing after it.
 ///
 /// `progress` is called after each line with the number of bytes read so
 /// far, on the calling thread.
@@ -1747,6 +1840,7 @@ fn check_purge(range: &BundleRange, line: Purged) -> Result<PurgedPrefix, Fail> 
     Ok(PurgedPrefix {
         size: line.size,
         attested_by: line.attested_by,
+        recorded_at: None,
     })
 }
 
@@ -1758,6 +1852,10 @@ struct Body<'k> {
     trusted_status: TrustedCheckpointStatus,
     /// What the `purged` line says; its first checkpoint must attest it.
     purged: Option<PurgedPrefix>,
+    /// After a `purged` line, the start line's chain hash and compact range
+    /// (at most 64 hashes), which every [`PURGE_RECORD_ACTION`] record
+    /// announcing that boundary must repeat.
+    boundary: Option<(ChainHash, Vec<TreeHash>)>,
     unverified_link_from: Option<u64>,
     /// The tree of every leaf so far (its size is the next seq).
     tree: CompactRange,
@@ -1798,7 +1896,9 @@ impl<'k> Body<'k> {
                 "the chain hash before seq 0 must be the tenant's genesis value".to_owned(),
             ));
         }
-        let tree = CompactRange::from_hashes(start.size, hashes(start.compact_range))
+        let compact_range = hashes(start.compact_range);
+        let boundary = purged.map(|_| (start.chain_hash, compact_range.clone()));
+        let tree = CompactRange::from_hashes(start.size, compact_range)
             .map_err(|e| bad(format!("compact range: {e}")))?;
         if options.require_complete && range.from_seq > 0 && purged.is_none() {
             return Err(fail_at(
@@ -1814,6 +1914,7 @@ impl<'k> Body<'k> {
             trusted,
             trusted_status: TrustedCheckpointStatus::NotGiven,
             purged,
+            boundary,
             unverified_link_from: None,
             tree,
             chain: start.chain_hash,
@@ -1944,7 +2045,12 @@ impl<'k> Body<'k> {
             }));
         }
         match content.payload.map_err(record_failure)? {
-            PayloadStatus::Checked => self.payloads_checked += 1,
+            PayloadStatus::Checked(announced) => {
+                self.payloads_checked += 1;
+                if let Some(announced) = announced {
+                    self.compare_purge_record(seq, announced)?;
+                }
+            }
             PayloadStatus::Withheld => self.payloads_withheld += 1,
         }
         self.chain = chain_hash(&self.chain, &line.leaf);
@@ -1959,6 +2065,40 @@ impl<'k> Body<'k> {
         })?;
         self.records += 1;
         self.compare_with_trusted()
+    }
+
+    /// Compares the boundary a [`PURGE_RECORD_ACTION`] record (of seq
+    /// `seq`) announces with the bundle's purge boundary. An older boundary
+    /// is a former purge and says nothing of this one; the same boundary
+    /// must come with the start line's chain hash and compact range, and
+    /// the first such record is reported; a later one contradicts the
+    /// bundle's start. Without a `purged` line there is nothing to compare.
+    fn compare_purge_record(&mut self, seq: u64, announced: PurgeAnnouncement) -> Result<(), Fail> {
+        let (Some(purged), Some((chain_hash, compact_range))) = (&mut self.purged, &self.boundary)
+        else {
+            return Ok(());
+        };
+        if announced.size < purged.size {
+            return Ok(());
+        }
+        let field = if announced.size > purged.size {
+            None
+        } else if announced.chain_hash != Some(*chain_hash) {
+            Some("chain_hash")
+        } else if announced.compact_range.as_ref() != Some(compact_range) {
+            Some("compact_range")
+        } else {
+            purged.recorded_at.get_or_insert(seq);
+            return Ok(());
+        };
+        Err(fail_at(
+            seq,
+            BundleFailureKind::PurgeRecordMismatch {
+                boundary: purged.size,
+                recorded: announced.size,
+                field,
+            },
+        ))
     }
 
     fn checkpoint(&mut self, line: CheckpointEntry) -> Result<(), Fail> {
