@@ -217,8 +217,25 @@ fn parse_action(action: String) -> Result<String, ServiceError> {
             "action may only contain A-Z a-z 0-9 . _ : / -",
         ));
     }
+    let lower = action.to_ascii_lowercase();
+    if let Some(prefix) = RESERVED_ACTION_PREFIXES
+        .iter()
+        .find(|prefix| lower.starts_with(*prefix))
+    {
+        return Err(invalid(
+            "reserved_action",
+            format!(
+                "actions starting with {prefix:?} are written by Annal itself (reads, exports, \
+                 retention, access); choose another action"
+            ),
+        ));
+    }
     Ok(action)
 }
+
+/// Action prefixes only Annal writes: a client posting one could forge a
+/// purge record or an access event.
+pub const RESERVED_ACTION_PREFIXES: [&str; 3] = ["audit.", "retention.", "access."];
 
 /// Parses and seals the payload of one event (everything but its place in
 /// the chain).

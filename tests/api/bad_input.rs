@@ -68,6 +68,24 @@ async fn each_kind_of_bad_event_gets_its_code_and_stores_nothing() {
             "invalid_field",
         ),
         ("missing action", without("action"), 400, "missing_field"),
+        (
+            "a purge record forged by a client",
+            with("action", json!("retention.purged")),
+            400,
+            "reserved_action",
+        ),
+        (
+            "a read record forged by a client",
+            with("action", json!("Audit.Read")),
+            400,
+            "reserved_action",
+        ),
+        (
+            "an access record forged by a client",
+            with("action", json!("access.login_succeeded")),
+            400,
+            "reserved_action",
+        ),
         ("missing actor", without("actor"), 400, "missing_field"),
         (
             "missing resource",
