@@ -10,6 +10,7 @@
 pub mod api_keys;
 pub mod checkpoints;
 pub mod events;
+pub mod identity;
 pub mod retention;
 pub mod tenants;
 pub mod tree;
@@ -176,7 +177,9 @@ impl Store {
             + (SELECT count(*) FROM pg_namespace \
                 WHERE nspname = 'annal' AND pg_has_role(current_user, nspowner, 'MEMBER'))";
         // UPDATE counts on any column (a column grant is enough to change
-        // data), except the one the app needs: revoking an API key.
+        // data), except the one the app needs: revoking an API key. The
+        // identity tables (schema V4) are not ledger tables: passwords and
+        // sessions change, and every change is recorded in the ledger.
         const MUTATING: &str = "SELECT string_agg(what, ', ') FROM ( \
             SELECT t || ' ' || p AS what \
             FROM unnest(ARRAY['annal.events', 'annal.tenants', 'annal.api_keys', 'annal.checkpoints', \
@@ -190,7 +193,8 @@ impl Store {
             WHERE r.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = 'annal') AND r.relkind = 'r' \
             AND c.attnum > 0 AND NOT c.attisdropped \
             AND has_column_privilege(current_user, c.attrelid, c.attnum, 'UPDATE') \
-            AND NOT (r.relname = 'api_keys' AND c.attname = 'revoked_at')) AS grants";
+            AND NOT (r.relname = 'api_keys' AND c.attname = 'revoked_at') \
+            AND r.relname NOT IN ('users', 'recovery_codes', 'memberships', 'sessions', 'org_settings')) AS grants";
         const FSYNC: &str = "SELECT current_setting('fsync')";
         const MIGRATED: &str = "SELECT to_regprocedure('annal.schema_version()') IS NOT NULL";
         const VERSION: &str = "SELECT annal.schema_version()";
@@ -313,6 +317,32 @@ impl Conn {
     pub(in crate::store) fn client(&self) -> &deadpool_postgres::Object {
         &self.0
     }
+
+    /// Opens a transaction scoped to no tenant, for the identity lookups
+    /// that run before a tenant is known (a login by email, a session by
+    /// its token, an invitation by its token): each sets the one
+    /// transaction-local key that makes its row visible.
+    pub async fn lookup(&mut self) -> Result<LookupTx<'_>, StoreError> {
+        Ok(LookupTx {
+            tx: self.begin().await?,
+        })
+    }
+}
+
+/// A transaction with no tenant set: see [`Conn::lookup`].
+pub struct LookupTx<'a> {
+    tx: deadpool_postgres::Transaction<'a>,
+}
+
+impl LookupTx<'_> {
+    /// Commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+
+    pub(in crate::store) fn inner(&self) -> &deadpool_postgres::Transaction<'_> {
+        &self.tx
+    }
 }
 
 /// A transaction in which `annal.tenant_id` is set: the only handle on
@@ -358,6 +388,15 @@ impl<'a> TenantTx<'a> {
         let (class, object) = checkpoint_lock_key(self.tenant);
         let stmt = self.tx.prepare_cached(LOCK).await?;
         self.tx.execute(&stmt, &[&class, &object]).await?;
+        Ok(())
+    }
+
+    /// Acts for `user` in this transaction too: their own rows (their user
+    /// row, their recovery codes) become visible.
+    pub async fn act_as(&self, user: uuid::Uuid) -> Result<(), StoreError> {
+        const SET_USER: &str = "SELECT set_config('annal.user_id', $1, true)";
+        let stmt = self.tx.prepare_cached(SET_USER).await?;
+        self.tx.execute(&stmt, &[&user.to_string()]).await?;
         Ok(())
     }
 
