@@ -136,6 +136,19 @@ INSERT INTO annal.tenants (id, name, created_at)
     SELECT '00000000-0000-0000-0000-000000000000', 'system', now()
     WHERE NOT EXISTS (SELECT 1 FROM annal.tenants WHERE id = '00000000-0000-0000-0000-000000000000');
 
+-- Exporting becomes its own scope, `export`. Keys that could export
+-- before (every key with events:read) keep that ability: the one change
+-- to stored keys, made here by their owner with the revoke-only trigger
+-- set aside for it.
+-- (Row-level security is lifted for the owner for this one statement too:
+-- it spans every tenant.)
+ALTER TABLE annal.api_keys DISABLE TRIGGER api_keys_revoke_only;
+ALTER TABLE annal.api_keys NO FORCE ROW LEVEL SECURITY;
+UPDATE annal.api_keys SET scopes = scopes || ARRAY['export']
+    WHERE 'events:read' = ANY (scopes) AND NOT 'export' = ANY (scopes);
+ALTER TABLE annal.api_keys FORCE ROW LEVEL SECURITY;
+ALTER TABLE annal.api_keys ENABLE TRIGGER api_keys_revoke_only;
+
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA annal FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION annal.current_user_id() TO annal_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON annal.users, annal.recovery_codes,

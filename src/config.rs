@@ -48,6 +48,11 @@ use crate::pg::{self, Cluster};
 /// retention_interval = "24h"
 /// retention_batch = 10000
 /// retention_pause = "0ms"
+/// # People's sessions and login attempts.
+/// session_idle = "30m"
+/// session_lifetime = "12h"
+/// login_limit_account = 10
+/// login_limit_ip = 60
 /// ```
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +93,14 @@ pub struct FileConfig {
     pub retention_batch: Option<u32>,
     /// Rest between two purge batches, e.g. `"20ms"`.
     pub retention_pause: Option<String>,
+    /// A session ends after this long without a request, e.g. `"30m"`.
+    pub session_idle: Option<String>,
+    /// A session ends this long after login, e.g. `"12h"`.
+    pub session_lifetime: Option<String>,
+    /// Login attempts per minute for one account (0: no limit).
+    pub login_limit_account: Option<u32>,
+    /// Login attempts per minute from one IP address (0: no limit).
+    pub login_limit_ip: Option<u32>,
 }
 
 impl FileConfig {
@@ -177,6 +190,10 @@ impl fmt::Debug for FileConfig {
             .field("retention_interval", &self.retention_interval)
             .field("retention_batch", &self.retention_batch)
             .field("retention_pause", &self.retention_pause)
+            .field("session_idle", &self.session_idle)
+            .field("session_lifetime", &self.session_lifetime)
+            .field("login_limit_account", &self.login_limit_account)
+            .field("login_limit_ip", &self.login_limit_ip)
             .finish()
     }
 }

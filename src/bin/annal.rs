@@ -12,15 +12,17 @@ use uuid::Uuid;
 
 use annal::config::{FileConfig, Settings, write_secret};
 use annal::crypto::ApiKeyId;
+use annal::crypto::identity::Token;
 use annal::crypto::signing::NoteSigner;
 use annal::http::{self, AppState};
 use annal::ledger::TenantId;
-use annal::service::auth::Scope;
+use annal::service::accounts::{Accounts, SessionLimits};
+use annal::service::auth::{Role, Scope};
 use annal::service::checkpoints::{self, Checkpointer, Keyring};
 use annal::service::events::Ledger;
 use annal::service::export::{Chunk, ExportInput, Exporter};
 use annal::service::keys::Keys;
-use annal::service::limits::{self, IngestLimit, IngestLimiter};
+use annal::service::limits::{self, IngestLimit, IngestLimiter, LoginLimit, LoginLimiter};
 use annal::service::proofs::Proofs;
 use annal::service::retention::{
     self, Operator as RetentionOperator, PolicyView, Retention, TenantRun,
@@ -102,6 +104,9 @@ enum Operator {
     /// Purge records past their tenant's retention period.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Manage people.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Verify a tenant's whole trail in the database: every record, hash,
     /// checkpoint signature and proof, as `annal-verify` does offline.
     Verify {
@@ -146,6 +151,18 @@ struct ServeArgs {
     /// Rest between two purge transactions, e.g. 20ms [default: 0ms].
     #[arg(long, env = "ANNAL_RETENTION_PAUSE")]
     retention_pause: Option<String>,
+    /// A session ends after this long without a request [default: 30m].
+    #[arg(long, env = "ANNAL_SESSION_IDLE")]
+    session_idle: Option<String>,
+    /// A session ends this long after login [default: 12h].
+    #[arg(long, env = "ANNAL_SESSION_LIFETIME")]
+    session_lifetime: Option<String>,
+    /// Login attempts per minute for one account; 0 turns the limit off [default: 10].
+    #[arg(long, env = "ANNAL_LOGIN_LIMIT_ACCOUNT")]
+    login_limit_account: Option<u32>,
+    /// Login attempts per minute from one IP address; 0 turns the limit off [default: 60].
+    #[arg(long, env = "ANNAL_LOGIN_LIMIT_IP")]
+    login_limit_ip: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -198,6 +215,31 @@ enum TenantCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user as an active member of an organisation, e.g. its
+    /// first owner. The password comes from --password-file, or is
+    /// generated and shown once.
+    Create {
+        /// Their email (their login).
+        #[arg(long)]
+        email: String,
+        /// The organisation (tenant id).
+        #[arg(long)]
+        org: Uuid,
+        /// owner, admin, hr_lead, analyst, viewer or auditor.
+        #[arg(long)]
+        role: String,
+        /// A file holding the password (at least 12 bytes; a trailing
+        /// newline is ignored).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum HoldState {
     On,
@@ -234,7 +276,7 @@ enum KeysCommand {
         /// Tenant id.
         #[arg(long)]
         tenant: Uuid,
-        /// Comma-separated scopes: events:write, events:read.
+        /// Comma-separated scopes: events:write, events:read, export.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
         /// Print JSON.
@@ -470,6 +512,53 @@ async fn operate(
                 .map_err(explain)?;
             print_policy(&view, json)
         }
+        Operator::User(UserCommand::Create {
+            email,
+            org,
+            role,
+            password_file,
+            json,
+        }) => {
+            let role = Role::parse(&role).with_context(|| {
+                format!(
+                    "unknown role {role:?}; roles are owner, admin, hr_lead, analyst, viewer, auditor"
+                )
+            })?;
+            let (password, generated) = match password_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    (text.trim_end_matches(['\n', '\r']).to_owned(), false)
+                }
+                None => (Token::generate().expose().to_owned(), true),
+            };
+            let accounts = accounts_service(settings, &store, clock)?;
+            let operator = operator(None).name;
+            let user = accounts
+                .create_member(&operator, TenantId::from_uuid(org), &email, &password, role)
+                .await
+                .map_err(explain)?;
+            if json {
+                let mut out = serde_json::json!({
+                    "user_id": user, "organization_id": org, "email": email, "role": role,
+                });
+                if generated {
+                    out["password"] = serde_json::json!(password);
+                }
+                println!("{out}");
+            } else if generated {
+                println!(
+                    "created user {user} ({email}) as {} of {org}\n\n    password: {password}\n\nThis is the only time the password is shown: store it now.",
+                    role.as_str()
+                );
+            } else {
+                println!(
+                    "created user {user} ({email}) as {} of {org}",
+                    role.as_str()
+                );
+            }
+            Ok(())
+        }
         Operator::Retention(RetentionCommand::Run {
             tenant,
             dry_run,
@@ -542,6 +631,23 @@ fn ledger_services(
     );
     let ledger = Ledger::new(store.clone(), clock, 1, Some(checkpointer.clone()));
     Ok((keyring, checkpointer, ledger))
+}
+
+/// The accounts service of an operator command.
+fn accounts_service(
+    settings: &Settings,
+    store: &Store,
+    clock: SharedClock,
+) -> anyhow::Result<Accounts> {
+    let (_, _, ledger) = ledger_services(settings, store, clock.clone())?;
+    Ok(Accounts::new(
+        store.clone(),
+        &settings.pepper()?,
+        clock,
+        ledger,
+        SessionLimits::default(),
+        LoginLimiter::new(LoginLimit::default()),
+    ))
 }
 
 /// The retention service of an operator command; it can purge when the
@@ -786,7 +892,7 @@ fn parse_scopes(names: &[String]) -> anyhow::Result<Vec<Scope>> {
         .iter()
         .map(|n| {
             Scope::parse(n.trim()).with_context(|| {
-                format!("unknown scope {n:?}; scopes are events:write and events:read")
+                format!("unknown scope {n:?}; scopes are events:write, events:read and export")
             })
         })
         .collect()
@@ -865,6 +971,38 @@ async fn serve_on(
     )
     .with_ingest_limiter(IngestLimiter::new(limit)?);
     let proofs = Proofs::new(store.clone(), checkpointer.clone(), ledger.clone());
+    let session_limits = SessionLimits {
+        idle: time_delta(
+            args.session_idle
+                .as_deref()
+                .or(file.session_idle.as_deref()),
+            SessionLimits::default().idle,
+        )?,
+        lifetime: time_delta(
+            args.session_lifetime
+                .as_deref()
+                .or(file.session_lifetime.as_deref()),
+            SessionLimits::default().lifetime,
+        )?,
+    };
+    let login_limit = LoginLimit {
+        per_account: args
+            .login_limit_account
+            .or(file.login_limit_account)
+            .unwrap_or(limits::DEFAULT_LOGINS_PER_ACCOUNT),
+        per_ip: args
+            .login_limit_ip
+            .or(file.login_limit_ip)
+            .unwrap_or(limits::DEFAULT_LOGINS_PER_IP),
+    };
+    let accounts = Accounts::new(
+        store.clone(),
+        &settings.pepper()?,
+        clock.clone(),
+        ledger.clone(),
+        session_limits,
+        LoginLimiter::new(login_limit),
+    );
     let retention = Retention::new(
         store.clone(),
         purger(deployment).await?,
@@ -902,7 +1040,7 @@ async fn serve_on(
                 addr: &addr.to_string(),
                 vkey: &vkey,
             };
-            create_demo(&store, &keys, &clock, &demo).await?;
+            create_demo(&store, &keys, &accounts, &clock, &demo).await?;
             std::fs::remove_file(&marker)?;
         }
     }
@@ -919,6 +1057,7 @@ async fn serve_on(
     let state = AppState {
         ledger,
         keys,
+        accounts,
         proofs,
         exporter,
         store,
@@ -929,6 +1068,16 @@ async fn serve_on(
     server.await?;
     tracing::info!("stopped serving");
     Ok(())
+}
+
+/// A duration setting as a `TimeDelta`, or its default.
+fn time_delta(text: Option<&str>, default: chrono::TimeDelta) -> anyhow::Result<chrono::TimeDelta> {
+    match text {
+        Some(text) => Ok(chrono::TimeDelta::from_std(annal::config::parse_interval(
+            text,
+        )?)?),
+        None => Ok(default),
+    }
 }
 
 /// Starts the scheduled purge inside `serve`, or says why it is off.
@@ -967,6 +1116,8 @@ async fn schedule_retention(
 }
 
 const DEMO_CREDENTIALS: &str = "demo-credentials.json";
+/// The demo organisation's owner.
+const DEMO_OWNER: &str = "owner@demo.annal.localhost";
 /// The largest `body_limit` accepted.
 const MAX_BODY_LIMIT: usize = 32 << 20;
 
@@ -983,6 +1134,7 @@ struct Demo<'a> {
 async fn create_demo(
     store: &Store,
     keys: &Keys,
+    accounts: &Accounts,
     clock: &SharedClock,
     demo: &Demo<'_>,
 ) -> anyhow::Result<()> {
@@ -1005,10 +1157,24 @@ async fn create_demo(
         .create(tenant.tenant_id, &Scope::ALL)
         .await
         .map_err(explain)?;
+    let owner_email = DEMO_OWNER;
+    let owner_password = Token::generate().expose().to_owned();
+    accounts
+        .create_member(
+            "annal-demo",
+            tenant.tenant_id,
+            owner_email,
+            &owner_password,
+            Role::Owner,
+        )
+        .await
+        .map_err(explain)?;
     let credentials = serde_json::json!({
         "tenant_id": tenant.tenant_id,
         "api_key": key.api_key,
         "vkey": vkey,
+        "owner_email": owner_email,
+        "owner_password": owner_password,
     });
     write_secret(
         &path,
@@ -1018,7 +1184,8 @@ async fn create_demo(
         "\nAnnal is set up with a demo tenant. These credentials are shown once\n\
          (a copy is in {path}, readable only by you):\n\n\
          \x20 tenant_id: {tenant_id}\n\
-         \x20 api_key:   {api_key}\n\n\
+         \x20 api_key:   {api_key}\n\
+         \x20 owner:     {owner_email} / {owner_password}\n\n\
          Post a first event:\n\n\
          \x20 curl -s http://{addr}/v1/events -H \"Authorization: Bearer {api_key}\" \\\n\
          \x20   -H 'Content-Type: application/json' \\\n\
@@ -1029,6 +1196,12 @@ async fn create_demo(
         path = path.display(),
         tenant_id = tenant.tenant_id,
         api_key = key.api_key,
+    );
+    eprintln!(
+        "Log in as the demo organisation's owner (the session cookie is Secure: browsers\n\
+         keep it on https:// and on localhost; with curl, keep it in a cookie jar):\n\n\
+         \x20 curl -s -c jar http://{addr}/v1/auth/login -H 'Content-Type: application/json' \\\n\
+         \x20   -d '{{\"email\":\"{owner_email}\",\"password\":\"{owner_password}\"}}'\n"
     );
     Ok(())
 }

@@ -15,6 +15,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+pub mod identity;
 pub mod signing;
 
 pub use signing::{NoteSigner, SigningKeyError};

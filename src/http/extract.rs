@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::{StatusCode, header};
+use actix_web::http::{Method, StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt as _;
 use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
@@ -16,11 +16,19 @@ use serde_json::error::Category;
 use super::AppState;
 use super::error::ApiError;
 use crate::service::ServiceError;
+use crate::service::accounts::{CSRF_HEADER, SESSION_COOKIE};
 use crate::service::auth::Principal;
 
-/// The caller, authenticated by `Authorization: Bearer <API key>`.
+/// The caller: an application by `Authorization: Bearer <API key>`, or a
+/// person by the session cookie (with the anti-CSRF header on every request
+/// that may change something).
 #[derive(Debug)]
 pub struct Caller(pub Principal);
+
+/// The value of the session cookie, if the request has one.
+pub fn session_cookie(req: &HttpRequest) -> Option<String> {
+    req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned())
+}
 
 impl FromRequest for Caller {
     type Error = ApiError;
@@ -28,18 +36,33 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = req
+        let bearer = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_owned());
+        let session = session_cookie(req);
+        let csrf = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let state_changing = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         Box::pin(async move {
             let state = state.ok_or_else(|| {
                 ApiError::Service(ServiceError::Internal(anyhow::anyhow!("app state missing")))
             })?;
-            let token = token.ok_or(ApiError::Service(ServiceError::Unauthenticated))?;
-            let principal = state.keys.authenticate(&token).await?;
+            let principal = match (bearer, session) {
+                (Some(token), _) => state.keys.authenticate(&token).await?,
+                (None, Some(token)) => {
+                    state
+                        .accounts
+                        .authenticate(&token, csrf.as_deref(), state_changing)
+                        .await?
+                }
+                (None, None) => return Err(ApiError::Service(ServiceError::Unauthenticated)),
+            };
             tracing::Span::current()
                 .record("tenant_id", tracing::field::display(principal.tenant()));
             Ok(Caller(principal))

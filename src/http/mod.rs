@@ -1,6 +1,7 @@
 //! HTTP: actix-web routes, extractors and the mapping of errors. Handlers
 //! stay thin: extract, authorize, call the service, map the answer.
 
+pub mod auth;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -15,6 +16,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
+use crate::service::accounts::Accounts;
 use crate::service::events::Ledger;
 use crate::service::export::Exporter;
 use crate::service::keys::Keys;
@@ -30,8 +32,10 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     /// Appending and reading trails.
     pub ledger: Ledger,
-    /// Authentication.
+    /// Authentication of applications.
     pub keys: Keys,
+    /// People: logins and sessions.
+    pub accounts: Accounts,
     /// Checkpoints, proofs and keys.
     pub proofs: Proofs,
     /// Export bundles.
@@ -65,6 +69,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(proofs::event_proof)
         .service(proofs::keys)
         .service(proofs::export)
+        .service(auth::login)
+        .service(auth::logout)
+        .service(auth::me)
+        .service(auth::reauthenticate)
+        .service(auth::sessions)
+        .service(auth::end_session)
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(ApiError::Rejected {
                 status: actix_web::http::StatusCode::NOT_FOUND,

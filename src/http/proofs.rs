@@ -11,7 +11,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Caller;
 use crate::ledger::Seq;
-use crate::service::auth::ReadEvents;
+use crate::service::auth::{Export, ReadEvents};
 use crate::service::export::ExportInput;
 use crate::service::proofs::{ConsistencyProof, InclusionProof};
 
@@ -208,7 +208,7 @@ pub async fn keys(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
         (status = 200, description = "The bundle", content_type = "application/x-ndjson", body = String),
         (status = 400, description = "Bad range", body = ErrorBody),
         (status = 401, description = "Missing, malformed or revoked key", body = ErrorBody),
-        (status = 403, description = "Key lacks events:read", body = ErrorBody),
+        (status = 403, description = "The key lacks the export scope, or the member's role may not export or must re-authenticate", body = ErrorBody),
         (status = 404, description = "Nothing signed yet", body = ErrorBody),
         (status = 410, description = "trusted_size is below the purge boundary: it can no longer be linked", body = ErrorBody),
     ))]
@@ -218,7 +218,7 @@ pub async fn export(
     caller: Caller,
     query: web::Query<ExportInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let who = caller.0.authorize::<ReadEvents>()?;
+    let who = caller.0.authorize::<Export>()?;
     let (range, chunks) = state.exporter.export(&who, &query).await?;
     let body = stream::unfold(chunks, |mut chunks| async move {
         chunks

@@ -630,7 +630,9 @@ impl Ledger {
         who: &Authorized<WriteEvents>,
         events: Vec<Pending>,
     ) -> Result<Vec<Receipt>, ServiceError> {
-        self.limiter.check(who.principal().key_id(), events.len())?;
+        if let Some(key) = who.principal().key_id() {
+            self.limiter.check(key, events.len())?;
+        }
         let appended = self.appender.append(who.tenant(), events).await?;
         Ok(appended.into_iter().map(Receipt::from).collect())
     }
@@ -725,12 +727,7 @@ impl Ledger {
             outcome: Some(Outcome::Success),
             metadata: Some(metadata),
             ..Payload::new(
-                Actor {
-                    id: reader.key_id().to_string(),
-                    kind: "api_key".into(),
-                    name: None,
-                    email: None,
-                },
+                reader.actor(),
                 Resource {
                     kind: "audit_trail".into(),
                     id: what.into(),

@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-use super::auth::{Authorized, ReadEvents};
+use super::auth::{Authorized, Export};
 use super::checkpoints::{Checkpointer, Signed};
 use super::events::Ledger;
 use super::{ServiceError, purged};
@@ -109,7 +109,7 @@ impl Exporter {
     /// export as an `audit.export` event, and starts streaming the bundle.
     pub async fn export(
         &self,
-        who: &Authorized<ReadEvents>,
+        who: &Authorized<Export>,
         input: &ExportInput,
     ) -> Result<(ExportRange, mpsc::Receiver<Chunk>), ServiceError> {
         // At most one new checkpoint per interval, however many exports ask.

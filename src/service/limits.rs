@@ -1,4 +1,5 @@
-//! Abuse limits: how fast one API key may append.
+//! Abuse limits: how fast one API key may append, and how often one
+//! account or one address may try to log in.
 //!
 //! A token bucket per key (governor's GCRA): `per_second` events refill it,
 //! `burst` is its size, and a batch takes one token per event. A caller
@@ -94,6 +95,80 @@ impl IngestLimiter {
                 retry_after: Duration::from_secs(1),
             }),
         }
+    }
+}
+
+/// Default login attempts per minute for one account (email).
+pub const DEFAULT_LOGINS_PER_ACCOUNT: u32 = 10;
+/// Default login attempts per minute from one IP address.
+pub const DEFAULT_LOGINS_PER_IP: u32 = 60;
+
+/// How many login (and re-authentication) attempts are allowed per minute,
+/// per account and per client address. Each is also the burst: a whole
+/// minute's attempts may come at once, then one more per interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimit {
+    /// Attempts per minute for one email; 0: no limit.
+    pub per_account: u32,
+    /// Attempts per minute from one IP address; 0: no limit.
+    pub per_ip: u32,
+}
+
+impl Default for LoginLimit {
+    fn default() -> LoginLimit {
+        LoginLimit {
+            per_account: DEFAULT_LOGINS_PER_ACCOUNT,
+            per_ip: DEFAULT_LOGINS_PER_IP,
+        }
+    }
+}
+
+type Keyed<K> = Option<Arc<DefaultKeyedRateLimiter<K>>>;
+
+/// Login attempt limiter, shared by every worker of a process. Attempts
+/// count whether they succeed or not, before the password is checked, so
+/// a guesser is slowed whatever it guesses.
+#[derive(Clone)]
+pub struct LoginLimiter {
+    accounts: Keyed<String>,
+    addresses: Keyed<std::net::IpAddr>,
+}
+
+fn per_minute<K: std::hash::Hash + Eq + Clone>(n: u32) -> Keyed<K> {
+    NonZeroU32::new(n).map(|n| Arc::new(RateLimiter::keyed(Quota::per_minute(n))))
+}
+
+fn take<K: std::hash::Hash + Eq + Clone>(limiter: &Keyed<K>, key: &K) -> Result<(), ServiceError> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    if limiter.len() > 100_000 {
+        // Forget keys whose buckets are full again: the table stays bounded
+        // whatever emails a guesser tries.
+        limiter.retain_recent();
+    }
+    limiter
+        .check_key(key)
+        .map_err(|not_until| ServiceError::RateLimited {
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+        })
+}
+
+impl LoginLimiter {
+    /// A limiter enforcing `limit`.
+    pub fn new(limit: LoginLimit) -> LoginLimiter {
+        LoginLimiter {
+            accounts: per_minute(limit.per_account),
+            addresses: per_minute(limit.per_ip),
+        }
+    }
+
+    /// Counts one attempt for `account` (a normalised email) from `ip`.
+    pub fn check(&self, account: &str, ip: Option<std::net::IpAddr>) -> Result<(), ServiceError> {
+        if let Some(ip) = ip {
+            take(&self.addresses, &ip)?;
+        }
+        take(&self.accounts, &account.to_owned())
     }
 }
 

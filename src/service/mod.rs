@@ -5,6 +5,7 @@
 //! an authorization decision does not compile. This layer owns the rules
 //! (limits, idempotency, what gets audited); it never speaks HTTP.
 
+pub mod accounts;
 pub mod append;
 pub mod auth;
 pub mod checkpoints;
@@ -72,11 +73,31 @@ pub enum ServiceError {
         message: String,
     },
     /// No valid credentials.
-    #[error("missing, malformed, unknown or revoked API key")]
+    #[error("missing, malformed, unknown, expired or revoked credentials")]
     Unauthenticated,
+    /// A login or re-authentication with a wrong email, password or code.
+    #[error("invalid email, password or code")]
+    InvalidCredentials,
+    /// The password was right; the user's TOTP code (or a recovery code)
+    /// must come with it.
+    #[error("this account has TOTP: send totp_code (or recovery_code) with the password")]
+    MfaRequired,
+    /// A state-changing request with the session cookie but without its
+    /// anti-CSRF token.
+    #[error("send the session's csrf_token as the X-Annal-CSRF header")]
+    CsrfRejected,
     /// Valid credentials without the needed permission.
-    #[error("this API key lacks the {0} scope")]
+    #[error("the caller lacks the {0} permission")]
     Forbidden(&'static str),
+    /// A sensitive operation needs a password (and TOTP) check in the last
+    /// five minutes: `POST /v1/auth/reauthenticate`.
+    #[error(
+        "re-authenticate first: this operation needs your password (and TOTP code) in the last 5 minutes"
+    )]
+    ReauthenticationRequired,
+    /// The organisation requires MFA of this role: enroll TOTP first.
+    #[error("your organisation requires multi-factor authentication: enroll TOTP first")]
+    MfaEnrollmentRequired,
     /// Nothing there (or nothing the caller may know about).
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -7,6 +7,11 @@ use super::{ServiceError, SharedClock};
 use crate::ledger::TenantId;
 use crate::store::{Store, tenants};
 
+/// The system log's tenant (schema V4): events that belong to no
+/// organisation, such as a failed login for an unknown email. It has no
+/// members and no keys.
+pub const SYSTEM: TenantId = TenantId::from_uuid(Uuid::nil());
+
 /// A newly created tenant.
 #[derive(Debug, Serialize)]
 pub struct CreatedTenant {

@@ -182,6 +182,24 @@ async fn serve_without_a_database_url_runs_its_own_postgres_and_a_demo_tenant() 
             .send()
     };
     assert_eq!(post(&server, event(1)).await.unwrap().status(), 201);
+    // The demo owner can log in with what the file says.
+    let login = http
+        .post(server.url("/v1/auth/login"))
+        .json(&serde_json::json!({
+            "email": credentials["owner_email"],
+            "password": credentials["owner_password"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-annal_session="), "{cookie}");
+    assert!(
+        server
+            .output()
+            .contains(credentials["owner_password"].as_str().unwrap())
+    );
     let ready = http.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
@@ -206,7 +224,8 @@ async fn serve_without_a_database_url_runs_its_own_postgres_and_a_demo_tenant() 
     assert!(!server.output().contains("demo tenant"));
     let r = post(&server, event(3)).await.unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(r.json::<Value>().await.unwrap()["seq"], 2);
+    // Seq 0 records the demo owner's creation, seq 2 the login.
+    assert_eq!(r.json::<Value>().await.unwrap()["seq"], 4);
 
     // The embedded default signs with a key of its own, kept 0600 and
     // reused across starts: an export verifies with the vkey it printed.
