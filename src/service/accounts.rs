@@ -307,19 +307,23 @@ impl Accounts {
             user.as_ref().and_then(|u| u.password_hash.as_deref()),
             &input.password,
         );
-        let (Some(user), true) = (user, password_ok) else {
-            // Unknown email or wrong password: the same answer, after the
-            // same Argon2 work. Recorded where it belongs.
-            self.record_failed_login(
-                &email,
-                None,
-                &memberships,
-                input.organization_id,
-                ip,
-                "password",
-            )
-            .await;
-            return Err(ServiceError::InvalidCredentials);
+        let user = match (user, password_ok) {
+            (Some(user), true) => user,
+            (user, _) => {
+                // Unknown email or wrong password: the same answer, after
+                // the same Argon2 work. Recorded where it belongs.
+                let id = user.map(|u| u.id);
+                self.record_failed_login(
+                    &email,
+                    id,
+                    &memberships,
+                    input.organization_id,
+                    ip,
+                    "password",
+                )
+                .await;
+                return Err(ServiceError::InvalidCredentials);
+            }
         };
         let membership = match input.organization_id {
             Some(org) => memberships.iter().find(|m| m.tenant_id.as_uuid() == org),

@@ -477,3 +477,120 @@ pub fn fails(mut command: Command) -> String {
     assert!(!out.status.success(), "{command:?} succeeded");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A person logged in through `POST /v1/auth/login`: their session cookie
+/// and anti-CSRF token.
+#[derive(Clone, Debug)]
+pub struct Person {
+    pub user_id: Uuid,
+    pub email: String,
+    pub password: String,
+    /// `__Host-annal_session=<token>`, as a `Cookie` header value.
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// A password long enough for the policy.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    /// The accounts service on this app's database, with the server's
+    /// pepper (the test's own process; events it records are real).
+    pub fn accounts(&self, clock: SharedClock) -> annal::service::accounts::Accounts {
+        let ledger = annal::service::events::Ledger::new(self.store(), clock.clone(), 100, None);
+        annal::service::accounts::Accounts::new(
+            self.store(),
+            &self.pepper,
+            clock,
+            ledger,
+            annal::service::accounts::SessionLimits::default(),
+            annal::service::limits::LoginLimiter::new(annal::service::limits::LoginLimit {
+                per_account: 0,
+                per_ip: 0,
+            }),
+        )
+    }
+
+    /// Creates a user with [`PASSWORD`] as an active member of `tenant` in
+    /// `role` (e.g. "owner"); returns their id and email.
+    pub async fn add_member(&self, tenant: TenantId, role: &str) -> (Uuid, String) {
+        let email = format!("{role}-{}@example.com", Uuid::new_v4().simple());
+        let role = annal::service::auth::Role::parse(role).unwrap();
+        let id = self
+            .accounts(self.clock())
+            .create_member("test", tenant, &email, PASSWORD, role)
+            .await
+            .unwrap();
+        (id, email)
+    }
+
+    /// Logs in through the API; panics unless it answers 200.
+    pub async fn login(&self, email: &str, password: &str) -> Person {
+        self.login_with(serde_json::json!({ "email": email, "password": password }))
+            .await
+            .unwrap_or_else(|(status, body)| panic!("login failed: {status} {body}"))
+    }
+
+    /// Logs in with any body; the status and body when it is not 200.
+    pub async fn login_with(&self, body: Value) -> Result<Person, (u16, Value)> {
+        let r = self
+            .http
+            .post(self.server.url("/v1/auth/login"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let answer: Value = r.json().await.unwrap_or(Value::Null);
+        if status != 200 {
+            return Err((status, answer));
+        }
+        let cookie = cookie.expect("a session cookie");
+        let pair = cookie.split(';').next().unwrap().to_owned();
+        Ok(Person {
+            user_id: answer["session"]["user_id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+            email: body["email"].as_str().unwrap_or_default().to_owned(),
+            password: body["password"].as_str().unwrap_or_default().to_owned(),
+            cookie: pair,
+            csrf: answer["csrf_token"].as_str().unwrap().to_owned(),
+        })
+    }
+
+    /// Creates a member of `tenant` in `role` and logs them in.
+    pub async fn person(&self, tenant: TenantId, role: &str) -> Person {
+        let (_, email) = self.add_member(tenant, role).await;
+        self.login(&email, PASSWORD).await
+    }
+
+    /// A request as `person` (cookie and anti-CSRF header).
+    pub async fn send_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        person: &Person,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method, self.server.url(path))
+            .header("cookie", &person.cookie)
+            .header("x-annal-csrf", &person.csrf);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `GET path` as `person`.
+    pub async fn get_as(&self, path: &str, person: &Person) -> reqwest::Response {
+        self.send_as(reqwest::Method::GET, path, person, None).await
+    }
+}

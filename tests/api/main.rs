@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod access;
 mod auth;
 mod bad_input;
 mod durability;
