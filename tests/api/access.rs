@@ -79,7 +79,7 @@ async fn a_member_logs_in_reads_the_trail_and_logs_out() {
         .json()
         .await
         .unwrap();
-    assert_eq!(me["email"], email);
+    assert_eq!(me["email"], viewer.email);
     assert_eq!(me["organization_id"], t.to_string());
     let r = app.get_as("/v1/events", &viewer).await;
     assert_eq!(r.status(), 200);

@@ -484,7 +484,6 @@ pub fn fails(mut command: Command) -> String {
 pub struct Person {
     pub user_id: Uuid,
     pub email: String,
-    pub password: String,
     /// `__Host-annal_session=<token>`, as a `Cookie` header value.
     pub cookie: String,
     pub csrf: String,
@@ -558,7 +557,6 @@ impl TestApp {
                 .parse()
                 .unwrap(),
             email: body["email"].as_str().unwrap_or_default().to_owned(),
-            password: body["password"].as_str().unwrap_or_default().to_owned(),
             cookie: pair,
             csrf: answer["csrf_token"].as_str().unwrap().to_owned(),
         })
