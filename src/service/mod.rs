@@ -98,9 +98,27 @@ pub enum ServiceError {
     /// The organisation requires MFA of this role: enroll TOTP first.
     #[error("your organisation requires multi-factor authentication: enroll TOTP first")]
     MfaEnrollmentRequired,
+    /// A rule that holds whoever asks forbids it (an organisation's policy,
+    /// not a missing permission); `code` is stable.
+    #[error("{message}")]
+    Refused {
+        /// Stable error code, e.g. `mfa_required_by_organization`.
+        code: &'static str,
+        /// Why, for humans.
+        message: String,
+    },
     /// Nothing there (or nothing the caller may know about).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The request is valid but the current state does not allow it (e.g.
+    /// enrolling TOTP while enrolled); `code` is stable.
+    #[error("{message}")]
+    Conflict {
+        /// Stable error code, e.g. `mfa_already_enrolled`.
+        code: &'static str,
+        /// What to do instead, for humans.
+        message: String,
+    },
     /// An event id was reused for a different event.
     #[error(
         "event_id {0} was already used for a different event; an event_id may only be retried with the same content"
