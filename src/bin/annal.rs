@@ -1003,6 +1003,12 @@ async fn serve_on(
         session_limits,
         LoginLimiter::new(login_limit),
     );
+    let mfa = annal::service::mfa::Mfa::new(
+        store.clone(),
+        &settings.pepper()?,
+        clock.clone(),
+        accounts.clone(),
+    );
     let retention = Retention::new(
         store.clone(),
         purger(deployment).await?,
@@ -1058,6 +1064,7 @@ async fn serve_on(
         ledger,
         keys,
         accounts,
+        mfa,
         proofs,
         exporter,
         store,

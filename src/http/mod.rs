@@ -6,6 +6,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod mfa;
 pub mod openapi;
 pub mod proofs;
 pub mod request_id;
@@ -20,6 +21,7 @@ use crate::service::accounts::Accounts;
 use crate::service::events::Ledger;
 use crate::service::export::Exporter;
 use crate::service::keys::Keys;
+use crate::service::mfa::Mfa;
 use crate::service::proofs::Proofs;
 use crate::store::Store;
 use error::ApiError;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub keys: Keys,
     /// People: logins and sessions.
     pub accounts: Accounts,
+    /// Second factors and the organisation's MFA policy.
+    pub mfa: Mfa,
     /// Checkpoints, proofs and keys.
     pub proofs: Proofs,
     /// Export bundles.
@@ -75,6 +79,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(auth::reauthenticate)
         .service(auth::sessions)
         .service(auth::end_session)
+        .service(mfa::start_totp)
+        .service(mfa::confirm_totp)
+        .service(mfa::remove_totp)
+        .service(mfa::replace_recovery_codes)
+        .service(mfa::org_settings)
+        .service(mfa::set_org_settings)
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(ApiError::Rejected {
                 status: actix_web::http::StatusCode::NOT_FOUND,

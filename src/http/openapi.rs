@@ -21,6 +21,12 @@ use utoipa::{Modify, OpenApi};
         super::proofs::event_proof,
         super::proofs::keys,
         super::proofs::export,
+        super::mfa::start_totp,
+        super::mfa::confirm_totp,
+        super::mfa::remove_totp,
+        super::mfa::replace_recovery_codes,
+        super::mfa::org_settings,
+        super::mfa::set_org_settings,
         super::health::healthz,
         super::health::readyz,
         document,
@@ -29,6 +35,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "events", description = "Append and read a tenant's audit trail"),
         (name = "proofs", description = "Signed checkpoints, Merkle proofs, keys and export bundles for auditors"),
+        (name = "auth", description = "People: logins, sessions, second factors and the organisation's MFA policy"),
         (name = "operations", description = "Health and API description"),
     )
 )]

@@ -367,7 +367,7 @@ impl Accounts {
             .await?;
         let mfa = match second {
             SecondFactor::NotEnrolled => false,
-            SecondFactor::Passed => true,
+            SecondFactor::Passed | SecondFactor::RecoveryCode => true,
             SecondFactor::Missing => {
                 tx.commit().await?;
                 return Err(ServiceError::MfaRequired);
@@ -402,6 +402,7 @@ impl Accounts {
         let stored = rows::session(&tx, session.id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("the new session is not there".into()))?;
+        let codes_left = recovery_codes_left(&tx, user.id, second).await?;
         tx.commit().await?;
         drop(conn);
         self.record(
@@ -416,6 +417,10 @@ impl Accounts {
             },
         )
         .await?;
+        if let Some(left) = codes_left {
+            self.record_recovery_code_used(tenant, user.id, stored.id, ip, "login", left)
+                .await?;
+        }
         Ok(LoggedIn {
             token,
             answer: LoginAnswer {
@@ -476,6 +481,31 @@ impl Accounts {
         }
     }
 
+    /// Records that a recovery code stood in for TOTP (which code is never
+    /// said), so the owner of the account can tell if it was not them.
+    async fn record_recovery_code_used(
+        &self,
+        tenant: TenantId,
+        user: Uuid,
+        session: Uuid,
+        ip: Option<IpAddr>,
+        during: &str,
+        codes_left: i64,
+    ) -> Result<(), ServiceError> {
+        self.record(
+            tenant,
+            AccessEvent {
+                action: "access.recovery_code_used",
+                actor: user_actor(user),
+                resource: session_resource(session),
+                outcome: Outcome::Success,
+                source_ip: ip,
+                metadata: json!({ "during": during, "codes_left": codes_left }),
+            },
+        )
+        .await
+    }
+
     /// Checks a second factor of `user` (acted as in `tx`).
     pub(crate) async fn second_factor(
         &self,
@@ -502,7 +532,7 @@ impl Accounts {
                 rows::use_recovery_code(tx, user.id, &recovery_code_hash(code), self.clock.now())
                     .await?;
             return Ok(if used {
-                SecondFactor::Passed
+                SecondFactor::RecoveryCode
             } else {
                 SecondFactor::Failed
             });
@@ -727,7 +757,7 @@ impl Accounts {
             SecondFactor::Failed
         };
         let mfa = match second {
-            SecondFactor::Passed => true,
+            SecondFactor::Passed | SecondFactor::RecoveryCode => true,
             SecondFactor::NotEnrolled => false,
             SecondFactor::Missing => {
                 tx.commit().await?;
@@ -752,8 +782,20 @@ impl Accounts {
             }
         };
         rows::reauthenticate(&tx, caller.session_id, self.clock.now(), mfa).await?;
+        let codes_left = recovery_codes_left(&tx, user.id, second).await?;
         tx.commit().await?;
         drop(conn);
+        if let Some(left) = codes_left {
+            self.record_recovery_code_used(
+                who.tenant(),
+                user.id,
+                caller.session_id,
+                ip,
+                "reauthentication",
+                left,
+            )
+            .await?;
+        }
         self.record(
             who.tenant(),
             AccessEvent {
@@ -838,12 +880,26 @@ impl Accounts {
 pub(crate) enum SecondFactor {
     /// The user has no TOTP.
     NotEnrolled,
-    /// A valid, unused code was given.
+    /// A valid, unused TOTP code was given.
     Passed,
+    /// A valid, unused recovery code was given (and is used up now).
+    RecoveryCode,
     /// The user has TOTP but no code was given.
     Missing,
     /// A wrong, reused or expired code.
     Failed,
+}
+
+/// After a recovery code was used: how many the user has left.
+async fn recovery_codes_left(
+    tx: &TenantTx<'_>,
+    user: Uuid,
+    second: SecondFactor,
+) -> Result<Option<i64>, ServiceError> {
+    if second != SecondFactor::RecoveryCode {
+        return Ok(None);
+    }
+    Ok(Some(rows::recovery_codes_left(tx, user).await?))
 }
 
 fn person(who: &Principal) -> Result<&SessionCaller, ServiceError> {
