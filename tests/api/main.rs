@@ -11,6 +11,7 @@ mod bad_input;
 mod durability;
 mod ingest;
 mod logs;
+mod mfa;
 mod operators;
 mod proofs;
 mod purge_tree;
