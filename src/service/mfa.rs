@@ -340,9 +340,9 @@ impl Mfa {
     }
 
     /// Records a change of the caller's own second factor.
-    async fn record<P: Permission>(
+    async fn record(
         &self,
-        who: &Authorized<P>,
+        who: &Authorized<OwnMfa>,
         action: &str,
         ip: Option<IpAddr>,
         metadata: Value,
@@ -368,10 +368,10 @@ impl Mfa {
 }
 
 /// The person calling: only a session holds a second factor.
-fn person<P: Permission>(who: &Authorized<P>) -> Result<&SessionCaller, ServiceError> {
+fn person(who: &Authorized<OwnMfa>) -> Result<&SessionCaller, ServiceError> {
     who.principal()
         .session()
-        .ok_or(ServiceError::Forbidden(P::NAME))
+        .ok_or(ServiceError::Forbidden(OwnMfa::NAME))
 }
 
 /// The caller's own user row, in a transaction acting as them.

@@ -690,4 +690,23 @@ async fn only_owners_and_admins_change_the_settings_and_only_of_their_organisati
         );
     }
     assert_eq!(read(&admin).await.1, json!(false));
+
+    // The endpoints are described.
+    let doc: Value = reqwest::get(app.server.url("/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/auth/mfa/totp",
+        "/v1/auth/mfa/totp/confirm",
+        "/v1/auth/mfa/recovery-codes",
+        "/v1/org/settings",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
+    assert!(doc["paths"]["/v1/auth/mfa/totp"]["delete"].is_object());
+    assert!(doc["paths"]["/v1/org/settings"]["put"].is_object());
+    assert!(doc["components"]["schemas"]["RecoveryCodes"].is_object());
 }
