@@ -2,6 +2,7 @@
 //! and scopes. Secrets themselves are never stored.
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::Row;
 
 use super::{Conn, StoreError, TenantTx};
 use crate::crypto::ApiKeyId;
@@ -84,4 +85,65 @@ pub async fn revoke(
         .execute(&stmt, &[&id.as_uuid(), &tx.tenant().as_uuid(), &at])
         .await?;
     Ok(n == 1)
+}
+
+/// A key as its organisation's admins see it: never its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedKey {
+    /// Key id.
+    pub id: ApiKeyId,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<&Row> for ListedKey {
+    type Error = StoreError;
+
+    fn try_from(row: &Row) -> Result<Self, Self::Error> {
+        Ok(ListedKey {
+            id: ApiKeyId::from_uuid(row.try_get("id")?),
+            scopes: row.try_get("scopes")?,
+            created_at: row.try_get("created_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+        })
+    }
+}
+
+/// Every key of the tenant of `tx`, newest first.
+pub async fn list(tx: &TenantTx<'_>) -> Result<Vec<ListedKey>, StoreError> {
+    const LIST: &str = "SELECT id, scopes, created_at, revoked_at FROM annal.api_keys \
+                        WHERE tenant_id = $1 ORDER BY created_at DESC, id";
+    let rows = tx.inner().query(LIST, &[&tx.tenant().as_uuid()]).await?;
+    rows.iter().map(ListedKey::try_from).collect()
+}
+
+/// One key of the tenant of `tx`.
+pub async fn key(tx: &TenantTx<'_>, id: ApiKeyId) -> Result<Option<ListedKey>, StoreError> {
+    const KEY: &str = "SELECT id, scopes, created_at, revoked_at FROM annal.api_keys \
+                       WHERE id = $1 AND tenant_id = $2";
+    let row = tx
+        .inner()
+        .query_opt(KEY, &[&id.as_uuid(), &tx.tenant().as_uuid()])
+        .await?;
+    row.as_ref().map(ListedKey::try_from).transpose()
+}
+
+/// Revokes a live key of the tenant of `tx` and returns its scopes; `None`
+/// when there is no such live key. Of two concurrent calls, one gets them.
+pub async fn revoke_live(
+    tx: &TenantTx<'_>,
+    id: ApiKeyId,
+    at: DateTime<Utc>,
+) -> Result<Option<Vec<String>>, StoreError> {
+    const REVOKE: &str = "UPDATE annal.api_keys SET revoked_at = $3 \
+                          WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL RETURNING scopes";
+    let row = tx
+        .inner()
+        .query_opt(REVOKE, &[&id.as_uuid(), &tx.tenant().as_uuid(), &at])
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
 }

@@ -133,6 +133,40 @@ pub async fn user_id_by_email(tx: &TenantTx<'_>, email: &str) -> Result<Option<U
     Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
+/// The id of the user with this (lower-cased) email, created without a
+/// password if there is none: whom an invitation is for. Both cases take
+/// the same path and say nothing about which it was. A concurrent creation
+/// of the same email is waited for and its user returned.
+pub async fn invitee(
+    tx: &TenantTx<'_>,
+    new_id: Uuid,
+    email: &str,
+    at: DateTime<Utc>,
+) -> Result<Uuid, StoreError> {
+    const SHOW: &str = "SELECT set_config('annal.login_email', $1, true)";
+    const INSERT: &str = "INSERT INTO annal.users (id, email, password_hash, created_at) \
+                          VALUES ($1, $2, NULL, $3) ON CONFLICT (email) DO NOTHING";
+    const FIND: &str = "SELECT id FROM annal.users WHERE email = $1";
+    const HIDE: &str = "SELECT set_config('annal.login_email', '', true)";
+    tx.inner().execute(SHOW, &[&email]).await?;
+    tx.inner().execute(INSERT, &[&new_id, &email, &at]).await?;
+    let id = tx.inner().query_one(FIND, &[&email]).await?.try_get(0)?;
+    tx.inner().execute(HIDE, &[]).await?;
+    Ok(id)
+}
+
+/// Sets the password of a user who has none; false when they have one
+/// (set meanwhile by a concurrent acceptance, which this waits for).
+pub async fn set_first_password(
+    tx: &TenantTx<'_>,
+    user: Uuid,
+    hash: &str,
+) -> Result<bool, StoreError> {
+    const SET: &str =
+        "UPDATE annal.users SET password_hash = $2 WHERE id = $1 AND password_hash IS NULL";
+    Ok(tx.inner().execute(SET, &[&user, &hash]).await? == 1)
+}
+
 /// Sets a user's password hash (the transaction acts as the user or shows
 /// them through an invitation).
 pub async fn set_password(tx: &TenantTx<'_>, user: Uuid, hash: &str) -> Result<(), StoreError> {
@@ -308,6 +342,26 @@ pub async fn members(tx: &TenantTx<'_>) -> Result<Vec<Member>, StoreError> {
             })
         })
         .collect()
+}
+
+/// One member of the tenant of `tx`, with their email.
+pub async fn member(tx: &TenantTx<'_>, user: Uuid) -> Result<Option<Member>, StoreError> {
+    const MEMBER: &str = "SELECT m.tenant_id, m.user_id, m.role, m.status, m.invite_expires_at, \
+         m.created_at, m.updated_at, u.email, u.totp_secret IS NOT NULL AS mfa \
+         FROM annal.memberships m JOIN annal.users u ON u.id = m.user_id \
+         WHERE m.tenant_id = $1 AND m.user_id = $2";
+    let row = tx
+        .inner()
+        .query_opt(MEMBER, &[&tx.tenant().as_uuid(), &user])
+        .await?;
+    row.map(|row| {
+        Ok(Member {
+            membership: StoredMembership::try_from(&row)?,
+            email: row.try_get("email")?,
+            mfa: row.try_get("mfa")?,
+        })
+    })
+    .transpose()
 }
 
 /// Adds a membership (active, or invited with the hash of its token).
