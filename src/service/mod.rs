@@ -13,6 +13,7 @@ pub mod events;
 pub mod export;
 pub mod keys;
 pub mod limits;
+pub mod members;
 pub mod mfa;
 pub mod proofs;
 pub mod retention;
