@@ -1027,7 +1027,7 @@ async fn serve_on(
         retention = retention.with_pause(annal::config::parse_duration(pause)?);
     }
     schedule_retention(
-        retention,
+        retention.clone(),
         args.retention_interval
             .as_deref()
             .or(file.retention_interval.as_deref()),
@@ -1061,6 +1061,14 @@ async fn serve_on(
         "signing checkpoints"
     );
     let state = AppState {
+        members: annal::service::members::Members::new(
+            store.clone(),
+            clock.clone(),
+            keys.clone(),
+            accounts.clone(),
+            LoginLimiter::new(login_limit),
+        ),
+        retention,
         ledger,
         keys,
         accounts,

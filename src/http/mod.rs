@@ -1,15 +1,18 @@
 //! HTTP: actix-web routes, extractors and the mapping of errors. Handlers
 //! stay thin: extract, authorize, call the service, map the answer.
 
+pub mod api_keys;
 pub mod auth;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod members;
 pub mod mfa;
 pub mod openapi;
 pub mod proofs;
 pub mod request_id;
+pub mod retention;
 
 use std::net::TcpListener;
 
@@ -21,8 +24,10 @@ use crate::service::accounts::Accounts;
 use crate::service::events::Ledger;
 use crate::service::export::Exporter;
 use crate::service::keys::Keys;
+use crate::service::members::Members;
 use crate::service::mfa::Mfa;
 use crate::service::proofs::Proofs;
+use crate::service::retention::Retention;
 use crate::store::Store;
 use error::ApiError;
 
@@ -40,6 +45,10 @@ pub struct AppState {
     pub accounts: Accounts,
     /// Second factors and the organisation's MFA policy.
     pub mfa: Mfa,
+    /// Members, invitations and API keys, by owners and admins.
+    pub members: Members,
+    /// Retention periods and legal holds.
+    pub retention: Retention,
     /// Checkpoints, proofs and keys.
     pub proofs: Proofs,
     /// Export bundles.
@@ -79,6 +88,18 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(auth::reauthenticate)
         .service(auth::sessions)
         .service(auth::end_session)
+        .service(members::list)
+        .service(members::invite)
+        .service(members::accept)
+        .service(members::change_role)
+        .service(members::remove)
+        .service(api_keys::list)
+        .service(api_keys::create)
+        .service(api_keys::rotate)
+        .service(api_keys::revoke)
+        .service(retention::show)
+        .service(retention::set_period)
+        .service(retention::set_hold)
         .service(mfa::start_totp)
         .service(mfa::confirm_totp)
         .service(mfa::remove_totp)
