@@ -30,6 +30,7 @@ CREATE POLICY deployment_wide ON annal.deployment_settings USING (true) WITH CHE
 CREATE FUNCTION annal.retention_now() RETURNS timestamptz
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
     AS $$ SELECT now() + clock_offset FROM annal.deployment_settings $$;
 
 -- Each tenant's retention policy and legal hold, as a history: every change
@@ -44,6 +45,8 @@ CREATE TABLE annal.retention_policies (
     reason         text CHECK (reason IS NULL OR char_length(reason) BETWEEN 1 AND 500),
     change         text NOT NULL CHECK (change IN ('period', 'hold_on', 'hold_off')),
     changed_at     timestamptz NOT NULL,
+    -- Who made it (an operator's name, a user id), as the event's actor.
+    changed_by     text NOT NULL CHECK (char_length(changed_by) BETWEEN 1 AND 256),
     -- The event that records this change in the tenant's own log.
     event_id       uuid NOT NULL,
     PRIMARY KEY (tenant_id, version),
@@ -109,6 +112,31 @@ CREATE TABLE annal.purge_announcements (
     PRIMARY KEY (tenant_id, size)
 );
 
+-- Which policy versions are recorded in the tenant's log, and where (the
+-- event itself will be purged with its period one day; this row stays).
+CREATE TABLE annal.policy_records (
+    tenant_id   uuid NOT NULL REFERENCES annal.tenants (id),
+    version     integer NOT NULL,
+    event_id    uuid NOT NULL,
+    seq         bigint NOT NULL,
+    PRIMARY KEY (tenant_id, version)
+);
+
+-- Exports in progress: a purge does not delete the records an export is
+-- reading (its from_seq and after) until the lease expires; the exporter
+-- renews it with every page and removes it at the end.
+CREATE TABLE annal.export_leases (
+    tenant_id   uuid NOT NULL REFERENCES annal.tenants (id),
+    id          uuid NOT NULL,
+    from_seq    bigint NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+
+CREATE TRIGGER policy_records_append_only BEFORE UPDATE OR DELETE ON annal.policy_records
+    FOR EACH ROW EXECUTE FUNCTION annal.reject_mutation();
+CREATE TRIGGER policy_records_no_truncate BEFORE TRUNCATE ON annal.policy_records
+    FOR EACH STATEMENT EXECUTE FUNCTION annal.reject_mutation();
 CREATE TRIGGER purge_boundaries_append_only BEFORE UPDATE OR DELETE ON annal.purge_boundaries
     FOR EACH ROW EXECUTE FUNCTION annal.reject_mutation();
 CREATE TRIGGER purge_boundaries_no_truncate BEFORE TRUNCATE ON annal.purge_boundaries
@@ -126,6 +154,16 @@ CREATE POLICY tenant_isolation ON annal.retention_policies
 ALTER TABLE annal.purge_boundaries ENABLE ROW LEVEL SECURITY;
 ALTER TABLE annal.purge_boundaries FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON annal.purge_boundaries
+    USING (tenant_id = annal.current_tenant())
+    WITH CHECK (tenant_id = annal.current_tenant());
+ALTER TABLE annal.policy_records ENABLE ROW LEVEL SECURITY;
+ALTER TABLE annal.policy_records FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON annal.policy_records
+    USING (tenant_id = annal.current_tenant())
+    WITH CHECK (tenant_id = annal.current_tenant());
+ALTER TABLE annal.export_leases ENABLE ROW LEVEL SECURITY;
+ALTER TABLE annal.export_leases FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON annal.export_leases
     USING (tenant_id = annal.current_tenant())
     WITH CHECK (tenant_id = annal.current_tenant());
 ALTER TABLE annal.purge_announcements ENABLE ROW LEVEL SECURITY;
@@ -184,6 +222,7 @@ CREATE FUNCTION annal.retention_tenants() RETURNS SETOF uuid
 -- at a multiple of 256.
 --
 -- status: 'purged' | 'would_purge' | 'nothing_expired' | 'legal_hold'
+--   | 'export_in_progress' (expired records wait for an export to finish)
 CREATE FUNCTION annal.purge_expired(p_tenant uuid, p_max_rows integer, p_dry_run boolean)
     RETURNS TABLE (
         status         text,
@@ -198,6 +237,7 @@ CREATE FUNCTION annal.purge_expired(p_tenant uuid, p_max_rows integer, p_dry_run
     )
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC'
     AS $$
 DECLARE
     v_caller_tenant text := current_setting('annal.tenant_id', true);
@@ -223,7 +263,26 @@ DECLARE
     v_seq       bigint;
     v_leaf      bytea;
     v_deleted   bigint;
+    v_lease     bigint;
+    v_check     bytea[];
+    v_root      bytea;
+    v_signed_root bytea;
+    v_signed_head bytea;
+    v_head_hash bytea;
+    v_i         integer;
 BEGIN
+    -- Everything below is decided on fresh reads: refuse to run inside an
+    -- older snapshot (a caller's REPEATABLE READ transaction could hide a
+    -- legal hold placed since) or in a transaction that already wrote
+    -- (batches must stay bounded: one per transaction).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'annal: purge_expired runs only at READ COMMITTED'
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'annal: purge_expired must run in a transaction of its own (one batch each)'
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
     IF p_tenant IS NULL OR p_max_rows IS NULL OR p_dry_run IS NULL THEN
         RAISE EXCEPTION 'annal: purge_expired needs a tenant, a batch size and dry-run flag'
             USING ERRCODE = 'invalid_parameter_value';
@@ -267,6 +326,19 @@ BEGIN
         ORDER BY e.seq LIMIT 1;
     v_end := least(coalesce(v_young, v_window), v_limit);
     v_more := v_young IS NULL AND v_window < v_limit;
+    -- Never what an export in progress is reading.
+    SELECT min(l.from_seq) INTO v_lease FROM annal.export_leases l
+        WHERE l.tenant_id = p_tenant AND l.expires_at > now();
+    IF v_lease IS NOT NULL AND v_lease < v_end THEN
+        IF v_lease <= v_from THEN
+            PERFORM set_config('annal.tenant_id', coalesce(v_caller_tenant, ''), true);
+            RETURN QUERY SELECT 'export_in_progress'::text, 0::bigint, v_from, v_from, NULL::bigint,
+                v_cutoff, v_period, false, false;
+            RETURN;
+        END IF;
+        v_end := v_lease;
+        v_more := false;
+    END IF;
     IF v_more AND v_end - v_end % 256 > v_from THEN
         v_end := v_end - v_end % 256;
     END IF;
@@ -313,6 +385,50 @@ BEGIN
             p_tenant, v_size USING ERRCODE = 'data_corrupted';
     END IF;
 
+    -- Before anything is deleted, the new boundary must be what the signed
+    -- checkpoint attests: fold the retained leaves up to its size into a
+    -- copy of the compact range and compare the root, and compare the
+    -- chain head. A mismatch means the stored records are not what was
+    -- signed: keep the evidence, refuse.
+    v_check := v_range;
+    v_n := v_end;
+    FOR v_seq, v_leaf, v_head_hash IN
+        SELECT e.seq, e.leaf_hash, e.chain_hash FROM annal.events e
+        WHERE e.tenant_id = p_tenant AND e.seq >= v_end AND e.seq < v_attest
+        ORDER BY e.seq
+    LOOP
+        IF v_seq <> v_n THEN
+            RAISE EXCEPTION 'annal: tenant % has no record at seq %: refusing to purge past a gap',
+                p_tenant, v_n USING ERRCODE = 'data_corrupted';
+        END IF;
+        v_hash := v_leaf;
+        v_size := v_n;
+        WHILE v_size % 2 = 1 LOOP
+            v_hash := sha256('\x01'::bytea || v_check[cardinality(v_check)] || v_hash);
+            v_check := v_check[1:cardinality(v_check) - 1];
+            v_size := v_size / 2;
+        END LOOP;
+        v_check := v_check || v_hash;
+        v_n := v_n + 1;
+    END LOOP;
+    IF v_n <> v_attest THEN
+        RAISE EXCEPTION 'annal: tenant % has no record at seq %: refusing to purge past a gap',
+            p_tenant, v_n USING ERRCODE = 'data_corrupted';
+    END IF;
+    v_root := v_check[cardinality(v_check)];
+    FOR v_i IN REVERSE cardinality(v_check) - 1 .. 1 LOOP
+        v_root := sha256('\x01'::bytea || v_check[v_i] || v_root);
+    END LOOP;
+    SELECT c.root, c.chain_head INTO v_signed_root, v_signed_head FROM annal.checkpoints c
+        WHERE c.tenant_id = p_tenant AND c.size = v_attest;
+    IF v_attest = v_end THEN
+        v_head_hash := v_chain;
+    END IF;
+    IF v_root IS DISTINCT FROM v_signed_root OR v_head_hash IS DISTINCT FROM v_signed_head THEN
+        RAISE EXCEPTION 'annal: the records of tenant % do not match its signed checkpoint of size %: refusing to purge',
+            p_tenant, v_attest USING ERRCODE = 'data_corrupted';
+    END IF;
+
     INSERT INTO annal.purge_boundaries (tenant_id, size, chain_hash, compact_range,
             checkpoint_size, cutoff, period_months, decided_at, purged_at)
         VALUES (p_tenant, v_end, v_chain, v_range, v_attest, v_cutoff, v_period, v_now, now());
@@ -333,7 +449,9 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA annal FROM PUBLIC;
 -- The app role reads policies, boundaries and settings, and records
 -- policy changes and announcements. It cannot purge.
 GRANT SELECT ON annal.deployment_settings TO annal_app;
-GRANT SELECT, INSERT ON annal.retention_policies, annal.purge_announcements TO annal_app;
+GRANT SELECT, INSERT ON annal.retention_policies, annal.purge_announcements,
+    annal.policy_records TO annal_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON annal.export_leases TO annal_app;
 GRANT SELECT ON annal.purge_boundaries TO annal_app;
 GRANT EXECUTE ON FUNCTION annal.retention_now() TO annal_app;
 

@@ -571,6 +571,14 @@ async fn operate(
             if let Some(pause) = pause {
                 retention = retention.with_pause(annal::config::parse_duration(&pause)?);
             }
+            let deployment_settings = retention.deployment().await.map_err(explain)?;
+            if deployment_settings.clock_offset {
+                eprintln!(
+                    "annal: warning: annal.deployment_settings.clock_offset is not zero: this run decides \
+                     what is expired as if it were {} (tests only)",
+                    deployment_settings.now.to_rfc3339()
+                );
+            }
             let runs = retention
                 .run(tenant.map(TenantId::from_uuid), dry_run)
                 .await
@@ -767,6 +775,10 @@ fn describe_run(run: &TenantRun) -> String {
     };
     match run.status {
         "legal_hold" => format!("tenant {}: legal hold: nothing purged", run.tenant_id),
+        "export_in_progress" => format!(
+            "tenant {}: deferred: an export is reading the expired records; the next run purges them",
+            run.tenant_id
+        ),
         "would_purge" => format!(
             "tenant {}: would purge {}; {policy}",
             run.tenant_id,

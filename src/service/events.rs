@@ -240,6 +240,14 @@ pub const RESERVED_ACTION_PREFIXES: [&str; 3] = ["audit.", "retention.", "access
 /// Parses and seals the payload of one event (everything but its place in
 /// the chain).
 pub fn prepare(input: EventInput) -> Result<Pending, ServiceError> {
+    if input.event_id.is_some_and(|id| id.get_version_num() == 8) {
+        // Annal derives its own records' ids as version 8 (docs/FORMAT.md
+        // §14): a client taking one could block that record.
+        return Err(invalid(
+            "reserved_event_id",
+            "event_id of UUID version 8 are reserved for Annal's own records; use version 4 or 7",
+        ));
+    }
     let action = parse_action(input.action)?;
     let actor = Actor {
         id: bounded("actor.id", input.actor.id, limits::ID, true)?,

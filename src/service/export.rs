@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
+use uuid::Uuid;
 
 use super::auth::{Authorized, Export};
 use super::checkpoints::{Checkpointer, Signed};
@@ -78,6 +79,8 @@ pub struct ExportRange {
     /// size of the checkpoint that attests the purge boundary (the
     /// bundle's first).
     pub purged_attested_by: Option<u64>,
+    /// The lease that keeps purges off `from_seq..` while the export runs.
+    pub lease: Uuid,
 }
 
 fn invalid(message: String) -> ServiceError {
@@ -115,7 +118,8 @@ impl Exporter {
         // At most one new checkpoint per interval, however many exports ask.
         let signed = self.checkpointer.sign_on_demand(who.tenant()).await;
         let range = self.plan(who.tenant(), input, signed).await?;
-        self.ledger
+        let recorded = self
+            .ledger
             .record_read(
                 who.principal(),
                 "export",
@@ -125,7 +129,11 @@ impl Exporter {
                 }),
                 "audit.export",
             )
-            .await?;
+            .await;
+        if let Err(error) = recorded {
+            self.release(range).await;
+            return Err(error);
+        }
         Ok((range, self.stream(range)))
     }
 
@@ -144,6 +152,9 @@ impl Exporter {
         }
         let mut conn = self.store.conn().await?;
         let tx = conn.tenant(tenant).await?;
+        // No purge batch runs while the range is fixed; the lease taken
+        // below keeps them off it until the export ends.
+        retention::hold_off_purges(&tx).await?;
         let latest = checkpoints::latest(&tx)
             .await?
             .ok_or(ServiceError::NotFound("checkpoint"))?;
@@ -214,6 +225,8 @@ impl Exporter {
         } else {
             None
         };
+        let lease = Uuid::new_v4();
+        retention::take_lease(&tx, lease, from_seq).await?;
         tx.commit().await?;
         Ok(ExportRange {
             tenant,
@@ -221,6 +234,7 @@ impl Exporter {
             end_size,
             trusted_size,
             purged_attested_by,
+            lease,
         })
     }
 
@@ -229,7 +243,9 @@ impl Exporter {
         let (sender, receiver) = mpsc::channel(CHANNEL_DEPTH);
         let exporter = self.clone();
         tokio::spawn(async move {
-            if let Err(error) = exporter.write(range, &sender).await {
+            let written = exporter.write(range, &sender).await;
+            exporter.release(range).await;
+            if let Err(error) = written {
                 tracing::error!(tenant.id = %range.tenant, error = %error, "export cut short");
                 let _ = sender
                     .send(Err(std::io::Error::other(
@@ -239,6 +255,19 @@ impl Exporter {
             }
         });
         receiver
+    }
+
+    /// Releases an export's lease; a failure only leaves it to expire.
+    async fn release(&self, range: ExportRange) {
+        let released = async {
+            let mut conn = self.store.conn().await?;
+            let tx = conn.tenant(range.tenant).await?;
+            retention::release_lease(&tx, range.lease).await?;
+            tx.commit().await
+        };
+        if let Err(error) = released.await {
+            tracing::warn!(tenant.id = %range.tenant, error = %error, "export lease not released; it expires by itself");
+        }
     }
 
     async fn write(
@@ -291,6 +320,7 @@ impl Exporter {
                     PAGE_BYTES,
                 )
                 .await?;
+                retention::renew_lease(&tx, range.lease).await?;
                 for event in &page {
                     let seq = event.seq.value();
                     // Checkpoints due before this record (only when records

@@ -165,7 +165,11 @@ impl Proofs {
         let Some(event) = events::by_seq(&tx, seq).await? else {
             return Err(missing_event(&tx, seq).await?);
         };
-        let path = tree::inclusion_proof(&tx, seq.value(), checkpoint.size).await?;
+        let path = match tree::inclusion_proof(&tx, seq.value(), checkpoint.size).await {
+            Ok(path) => path,
+            // A purge may have moved the boundary past `seq` meanwhile.
+            Err(error) => return Err(missing_or(&tx, seq, error).await?),
+        };
         tx.commit().await?;
         Ok(InclusionProof {
             leaf_index: seq.value(),
@@ -204,7 +208,17 @@ impl Proofs {
                 boundary,
             ));
         }
-        let proof = tree::consistency_proof(&tx, from, to).await?;
+        let proof = match tree::consistency_proof(&tx, from, to).await {
+            Ok(proof) => proof,
+            Err(error) => {
+                let boundary = purged_before(&tx).await?;
+                return Err(if from < boundary {
+                    purged(&format!("a consistency proof from size {from}"), boundary)
+                } else {
+                    error.into()
+                });
+            }
+        };
         tx.commit().await?;
         Ok(ConsistencyProof {
             from,
@@ -262,7 +276,10 @@ impl Proofs {
         let Some(event) = events::by_seq(&tx, seq).await? else {
             return Err(missing_event(&tx, seq).await?);
         };
-        let hashes = tree::inclusion_proof(&tx, seq.value(), checkpoint.size).await?;
+        let hashes = match tree::inclusion_proof(&tx, seq.value(), checkpoint.size).await {
+            Ok(hashes) => hashes,
+            Err(error) => return Err(missing_or(&tx, seq, error).await?),
+        };
         tx.commit().await?;
         Ok(TlogProof {
             extra: Some(event.record),
@@ -292,5 +309,20 @@ async fn missing_event(tx: &TenantTx<'_>, seq: Seq) -> Result<ServiceError, Serv
         purged(&format!("seq {}", seq.value()), boundary)
     } else {
         ServiceError::NotFound("event")
+    })
+}
+
+/// The error for a proof of `seq` that failed: purged if a purge has moved
+/// the boundary past it meanwhile, else the failure itself.
+async fn missing_or(
+    tx: &TenantTx<'_>,
+    seq: Seq,
+    error: crate::store::StoreError,
+) -> Result<ServiceError, ServiceError> {
+    let boundary = purged_before(tx).await?;
+    Ok(if seq.value() < boundary {
+        purged(&format!("seq {}", seq.value()), boundary)
+    } else {
+        error.into()
     })
 }

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::ServiceError;
@@ -67,7 +68,8 @@ pub struct PolicyView {
 pub struct TenantRun {
     /// The tenant.
     pub tenant_id: TenantId,
-    /// `purged`, `would_purge`, `nothing_expired` or `legal_hold`.
+    /// `purged`, `would_purge`, `nothing_expired`, `legal_hold` or
+    /// `export_in_progress` (expired records wait for an export to end).
     pub status: &'static str,
     /// Records deleted in this run (or that would be).
     pub purged: u64,
@@ -239,7 +241,7 @@ impl Retention {
     {
         // A change whose record did not make it (a crash between the two
         // steps) is recorded first, so the log has every change in order.
-        self.record_pending_change(tenant, who).await?;
+        self.record_pending_change(tenant).await?;
         let (previous, stored) = {
             let mut conn = self.store.conn().await?;
             let tx = conn.tenant(tenant).await?;
@@ -254,6 +256,7 @@ impl Retention {
                     reason: reason.as_deref(),
                     change,
                     changed_at: self.ledger.clock().now(),
+                    changed_by: &who.name,
                     event_id: Uuid::new_v4(),
                 },
             )
@@ -265,23 +268,19 @@ impl Retention {
                 stored,
             )
         };
-        self.record_change(tenant, who, &previous, &stored).await?;
+        self.record_change(tenant, &previous, &stored).await?;
         self.show(tenant).await
     }
 
     /// Appends the record of the tenant's latest policy change if it is not
     /// in the log yet.
-    async fn record_pending_change(
-        &self,
-        tenant: TenantId,
-        who: &Operator,
-    ) -> Result<(), ServiceError> {
+    async fn record_pending_change(&self, tenant: TenantId) -> Result<(), ServiceError> {
         let pending = {
             let mut conn = self.store.conn().await?;
             let tx = conn.tenant(tenant).await?;
             let latest = rows::policy(&tx).await?;
             let pending = match latest {
-                Some(latest) if !rows::event_recorded(&tx, latest.event_id).await? => {
+                Some(latest) if !rows::policy_recorded(&tx, latest.version).await? => {
                     let floor = rows::settings(&tx).await?.floor_months;
                     let previous = match latest.version {
                         1 => floor_policy(floor),
@@ -297,15 +296,16 @@ impl Retention {
             pending
         };
         if let Some((previous, latest)) = pending {
-            self.record_change(tenant, who, &previous, &latest).await?;
+            self.record_change(tenant, &previous, &latest).await?;
         }
         Ok(())
     }
 
+    /// Appends the record of policy version `stored` (built from the
+    /// stored rows alone, so a retry writes the same event) and notes it.
     async fn record_change(
         &self,
         tenant: TenantId,
-        who: &Operator,
         previous: &StoredPolicy,
         stored: &StoredPolicy,
     ) -> Result<(), ServiceError> {
@@ -326,8 +326,8 @@ impl Retention {
             outcome: Some(crate::ledger::Outcome::Success),
             ..Payload::new(
                 Actor {
-                    id: who.name.clone(),
-                    kind: "operator".into(),
+                    id: stored.changed_by.clone(),
+                    kind: actor_kind(&stored.changed_by).into(),
                     name: None,
                     email: None,
                 },
@@ -337,9 +337,14 @@ impl Retention {
                 },
             )
         };
-        self.ledger
+        let seq = self
+            .ledger
             .record_system(tenant, stored.event_id, action, &payload)
             .await?;
+        let mut conn = self.store.conn().await?;
+        let tx = conn.tenant(tenant).await?;
+        rows::insert_policy_record(&tx, stored.version, stored.event_id, seq).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -357,8 +362,7 @@ impl Retention {
             )
         })?;
         if !dry_run {
-            self.record_pending_change(tenant, &system_operator())
-                .await?;
+            self.record_pending_change(tenant).await?;
             // The purge never passes the last signed checkpoint: sign what
             // is committed so that everything expired can go.
             if let Err(error) = self.checkpointer.sign_now(tenant).await {
@@ -383,7 +387,9 @@ impl Retention {
         };
         let first = first.unwrap_or_else(|| last.clone());
         let status = match (last.status, purged) {
-            (PurgeStatus::LegalHold, _) => "legal_hold",
+            (PurgeStatus::LegalHold, 0) => "legal_hold",
+            (PurgeStatus::ExportInProgress, 0) => "export_in_progress",
+            (PurgeStatus::LegalHold | PurgeStatus::ExportInProgress, _) => "purged",
             (PurgeStatus::WouldPurge, _) => "would_purge",
             (_, 0) => "nothing_expired",
             _ => "purged",
@@ -445,12 +451,12 @@ impl Retention {
         loop {
             ticker.tick().await;
             let span = tracing::info_span!("retention_run");
-            let _enter = span.enter();
-            match self.run(None, false).await {
+            match self.run(None, false).instrument(span.clone()).await {
                 Ok(runs) => {
                     for run in runs {
                         match run {
                             Ok(run) if run.purged > 0 => tracing::info!(
+                                parent: &span,
                                 tenant.id = %run.tenant_id,
                                 retention.purged = run.purged,
                                 retention.boundary = run.boundary_to,
@@ -460,12 +466,15 @@ impl Retention {
                             ),
                             Ok(_) => {}
                             Err((tenant, error)) => tracing::error!(
+                                parent: &span,
                                 tenant.id = %tenant, error = %error, "retention run failed"
                             ),
                         }
                     }
                 }
-                Err(error) => tracing::error!(error = %error, "retention run failed"),
+                Err(error) => {
+                    tracing::error!(parent: &span, error = %error, "retention run failed");
+                }
             }
         }
     }
@@ -489,6 +498,27 @@ impl Retention {
             tenant.as_uuid().as_bytes(),
             &boundary.size.to_be_bytes(),
         ]);
+        // An event under this id already (a run that died before noting
+        // it): note that one.
+        let existing = {
+            let mut conn = self.store.conn().await?;
+            let tx = conn.tenant(tenant).await?;
+            let existing = rows::event_by_id(&tx, event_id).await?;
+            tx.commit().await?;
+            existing
+        };
+        if let Some((seq, action)) = existing {
+            if action != "retention.purged" {
+                return Err(
+                    StoreError::Corrupt(format!("event {event_id} is not a purge record")).into(),
+                );
+            }
+            let mut conn = self.store.conn().await?;
+            let tx = conn.tenant(tenant).await?;
+            rows::insert_announcement(&tx, boundary.size, event_id, seq).await?;
+            tx.commit().await?;
+            return Ok(Some(seq));
+        }
         let payload = Payload {
             after: Some(json!({
                 "purged": { "from_seq": from, "to_seq": boundary.size - 1 },
@@ -502,6 +532,7 @@ impl Retention {
                     "period_months": boundary.period_months,
                     "cutoff": boundary.cutoff.to_rfc3339(),
                     "decided_at": boundary.decided_at.to_rfc3339(),
+                    "purged_at": boundary.purged_at.to_rfc3339(),
                 },
             })),
             outcome: Some(crate::ledger::Outcome::Success),
@@ -535,9 +566,12 @@ impl Retention {
     }
 }
 
-fn system_operator() -> Operator {
-    Operator {
-        name: "annal-retention".into(),
+/// The actor kind of a policy change: a person's user id, or an operator.
+fn actor_kind(changed_by: &str) -> &'static str {
+    if Uuid::parse_str(changed_by).is_ok() {
+        "user"
+    } else {
+        "operator"
     }
 }
 
@@ -550,6 +584,7 @@ fn floor_policy(floor: u32) -> StoredPolicy {
         reason: None,
         change: PolicyChange::Period,
         changed_at: DateTime::<Utc>::UNIX_EPOCH,
+        changed_by: "annal".into(),
         event_id: Uuid::nil(),
     }
 }

@@ -194,7 +194,8 @@ impl Store {
             AND c.attnum > 0 AND NOT c.attisdropped \
             AND has_column_privilege(current_user, c.attrelid, c.attnum, 'UPDATE') \
             AND NOT (r.relname = 'api_keys' AND c.attname = 'revoked_at') \
-            AND r.relname NOT IN ('users', 'recovery_codes', 'memberships', 'sessions', 'org_settings')) AS grants";
+            AND r.relname NOT IN ('users', 'recovery_codes', 'memberships', 'sessions', 'org_settings', \
+                'export_leases')) AS grants";
         const FSYNC: &str = "SELECT current_setting('fsync')";
         const MIGRATED: &str = "SELECT to_regprocedure('annal.schema_version()') IS NOT NULL";
         const VERSION: &str = "SELECT annal.schema_version()";
@@ -228,6 +229,18 @@ impl Store {
         let mutating: Option<String> = conn.query_one(MUTATING, &[]).await?.get(0);
         if let Some(grants) = mutating {
             return Err(unsafe_role(format!("it holds {grants}")));
+        }
+        // Only the retention role may purge: a server role that could
+        // execute the purge function (itself or through membership) is
+        // refused, except the retention role's own pool.
+        const PURGER: &str = "SELECT current_user <> 'annal_retention' \
+            AND to_regprocedure('annal.purge_expired(uuid, integer, boolean)') IS NOT NULL \
+            AND has_function_privilege(current_user, 'annal.purge_expired(uuid, integer, boolean)', 'EXECUTE')";
+        let purger: bool = conn.query_one(PURGER, &[]).await?.get(0);
+        if purger {
+            return Err(unsafe_role(
+                "it can execute annal.purge_expired (only annal_retention may purge)".into(),
+            ));
         }
         let fsync: String = conn.query_one(FSYNC, &[]).await?.get(0);
         if fsync != "on" {

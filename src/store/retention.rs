@@ -60,6 +60,8 @@ pub struct StoredPolicy {
     pub change: PolicyChange,
     /// When.
     pub changed_at: DateTime<Utc>,
+    /// Who.
+    pub changed_by: String,
     /// The event recording the change in the tenant's log.
     pub event_id: Uuid,
 }
@@ -77,6 +79,7 @@ impl TryFrom<&Row> for StoredPolicy {
             reason: row.try_get("reason")?,
             change: PolicyChange::parse(row.try_get("change")?)?,
             changed_at: row.try_get("changed_at")?,
+            changed_by: row.try_get("changed_by")?,
             event_id: row.try_get("event_id")?,
         })
     }
@@ -110,7 +113,8 @@ pub async fn settings(tx: &TenantTx<'_>) -> Result<DeploymentSettings, StoreErro
 /// The tenant's policy in force, if it ever changed one.
 pub async fn policy(tx: &TenantTx<'_>) -> Result<Option<StoredPolicy>, StoreError> {
     const LATEST: &str = "SELECT version, period_months, legal_hold, reason, change, changed_at, \
-        event_id FROM annal.retention_policies WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1";
+        changed_by, event_id FROM annal.retention_policies WHERE tenant_id = $1 \
+        ORDER BY version DESC LIMIT 1";
     let row = tx
         .inner()
         .query_opt(LATEST, &[&tx.tenant().as_uuid()])
@@ -131,23 +135,30 @@ pub struct NewPolicy<'a> {
     pub change: PolicyChange,
     /// When.
     pub changed_at: DateTime<Utc>,
+    /// Who.
+    pub changed_by: &'a str,
     /// The event that will record it.
     pub event_id: Uuid,
 }
 
-/// Inserts the next version of the tenant's policy. Two concurrent changes
-/// collide on the primary key: one of them fails (unique violation) and
-/// must be retried on the new state. The database refuses a period below
-/// the floor (check violation).
+/// Inserts the next version of the tenant's policy. It first takes the
+/// tenant's purge lock, so a purge batch running now finishes before the
+/// change and every later batch sees it. Two concurrent changes collide on
+/// the primary key: one fails (unique violation) and must be retried on the
+/// new state. The database refuses a period below the floor (check
+/// violation).
 pub async fn insert_policy(
     tx: &TenantTx<'_>,
     policy: &NewPolicy<'_>,
 ) -> Result<StoredPolicy, StoreError> {
     const INSERT: &str = "INSERT INTO annal.retention_policies \
-        (tenant_id, version, period_months, legal_hold, reason, change, changed_at, event_id) \
-        SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7 \
+        (tenant_id, version, period_months, legal_hold, reason, change, changed_at, changed_by, \
+        event_id) \
+        SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8 \
         FROM annal.retention_policies WHERE tenant_id = $1 \
-        RETURNING version, period_months, legal_hold, reason, change, changed_at, event_id";
+        RETURNING version, period_months, legal_hold, reason, change, changed_at, changed_by, \
+        event_id";
+    lock_purges(tx).await?;
     let months = i32::try_from(policy.period_months)
         .map_err(|_| StoreError::Corrupt("retention period out of range".into()))?;
     let row = tx
@@ -161,11 +172,133 @@ pub async fn insert_policy(
                 &policy.reason,
                 &policy.change.as_str(),
                 &policy.changed_at,
+                &policy.changed_by,
                 &policy.event_id,
             ],
         )
         .await?;
     StoredPolicy::try_from(&row)
+}
+
+/// Takes the tenant's purge lock exclusively until the transaction ends
+/// (`annal.purge_expired` takes it for each batch).
+async fn lock_purges(tx: &TenantTx<'_>) -> Result<(), StoreError> {
+    tx.inner()
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('annal.purge'), hashtext($1::uuid::text))",
+            &[&tx.tenant().as_uuid()],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Takes the tenant's purge lock shared until the transaction ends: no
+/// purge batch runs meanwhile (an export fixing its range and lease).
+pub async fn hold_off_purges(tx: &TenantTx<'_>) -> Result<(), StoreError> {
+    tx.inner()
+        .execute(
+            "SELECT pg_advisory_xact_lock_shared(hashtext('annal.purge'), hashtext($1::uuid::text))",
+            &[&tx.tenant().as_uuid()],
+        )
+        .await?;
+    Ok(())
+}
+
+/// How long an export's lease lasts without being renewed.
+const LEASE: &str = "10 minutes";
+
+/// Leases records `from_seq..` to an export: no purge deletes them until
+/// the lease is released or has not been renewed for ten minutes.
+pub async fn take_lease(tx: &TenantTx<'_>, id: Uuid, from_seq: u64) -> Result<(), StoreError> {
+    let from =
+        i64::try_from(from_seq).map_err(|_| StoreError::Corrupt("seq out of range".into()))?;
+    tx.inner()
+        .execute(
+            &format!(
+                "INSERT INTO annal.export_leases (tenant_id, id, from_seq, expires_at) \
+                 VALUES ($1, $2, $3, now() + interval '{LEASE}')"
+            ),
+            &[&tx.tenant().as_uuid(), &id, &from],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Renews an export's lease.
+pub async fn renew_lease(tx: &TenantTx<'_>, id: Uuid) -> Result<(), StoreError> {
+    tx.inner()
+        .execute(
+            &format!(
+                "UPDATE annal.export_leases SET expires_at = now() + interval '{LEASE}' \
+                 WHERE tenant_id = $1 AND id = $2"
+            ),
+            &[&tx.tenant().as_uuid(), &id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Releases an export's lease (and any of the tenant's that expired).
+pub async fn release_lease(tx: &TenantTx<'_>, id: Uuid) -> Result<(), StoreError> {
+    tx.inner()
+        .execute(
+            "DELETE FROM annal.export_leases WHERE tenant_id = $1 AND (id = $2 OR expires_at < now())",
+            &[&tx.tenant().as_uuid(), &id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Whether version `version` of the tenant's policy has been recorded.
+pub async fn policy_recorded(tx: &TenantTx<'_>, version: i32) -> Result<bool, StoreError> {
+    let row = tx
+        .inner()
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM annal.policy_records WHERE tenant_id = $1 AND version = $2)",
+            &[&tx.tenant().as_uuid(), &version],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Notes that version `version` is recorded by event `event_id` at `seq`.
+pub async fn insert_policy_record(
+    tx: &TenantTx<'_>,
+    version: i32,
+    event_id: Uuid,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let seq = i64::try_from(seq).map_err(|_| StoreError::Corrupt("seq out of range".into()))?;
+    tx.inner()
+        .execute(
+            "INSERT INTO annal.policy_records (tenant_id, version, event_id, seq) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, version) DO NOTHING",
+            &[&tx.tenant().as_uuid(), &version, &event_id, &seq],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The seq and action of the tenant's event with id `event_id`, if any.
+pub async fn event_by_id(
+    tx: &TenantTx<'_>,
+    event_id: Uuid,
+) -> Result<Option<(u64, String)>, StoreError> {
+    let row = tx
+        .inner()
+        .query_opt(
+            "SELECT seq, action FROM annal.events WHERE tenant_id = $1 AND event_id = $2",
+            &[&tx.tenant().as_uuid(), &event_id],
+        )
+        .await?;
+    row.map(|row| {
+        let seq: i64 = row.try_get(0)?;
+        Ok((
+            u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative seq".into()))?,
+            row.try_get(1)?,
+        ))
+    })
+    .transpose()
 }
 
 /// The largest boundary a `retention.purged` event has announced (0: none).
@@ -239,6 +372,8 @@ pub enum PurgeStatus {
     NothingExpired,
     /// A legal hold blocks purging.
     LegalHold,
+    /// Expired records wait for an export that is reading them.
+    ExportInProgress,
 }
 
 impl PurgeStatus {
@@ -248,6 +383,7 @@ impl PurgeStatus {
             "would_purge" => Ok(PurgeStatus::WouldPurge),
             "nothing_expired" => Ok(PurgeStatus::NothingExpired),
             "legal_hold" => Ok(PurgeStatus::LegalHold),
+            "export_in_progress" => Ok(PurgeStatus::ExportInProgress),
             other => Err(StoreError::Corrupt(format!(
                 "unknown purge status {other:?}"
             ))),
@@ -305,7 +441,7 @@ pub async fn tenants(store: &Store) -> Result<Vec<TenantId>, StoreError> {
 }
 
 const POLICY_COLUMNS: &str =
-    "version, period_months, legal_hold, reason, change, changed_at, event_id";
+    "version, period_months, legal_hold, reason, change, changed_at, changed_by, event_id";
 
 /// Version `version` of the tenant's policy.
 pub async fn policy_version(
@@ -333,17 +469,6 @@ pub async fn latest_hold_change(tx: &TenantTx<'_>) -> Result<Option<StoredPolicy
         .query_opt(&query, &[&tx.tenant().as_uuid()])
         .await?;
     row.as_ref().map(StoredPolicy::try_from).transpose()
-}
-
-/// Whether the tenant's log holds an event with this id.
-pub async fn event_recorded(tx: &TenantTx<'_>, event_id: Uuid) -> Result<bool, StoreError> {
-    const EXISTS: &str =
-        "SELECT EXISTS (SELECT 1 FROM annal.events WHERE tenant_id = $1 AND event_id = $2)";
-    let row = tx
-        .inner()
-        .query_one(EXISTS, &[&tx.tenant().as_uuid(), &event_id])
-        .await?;
-    Ok(row.try_get(0)?)
 }
 
 /// A purge boundary as stored, with what the purge decided by.

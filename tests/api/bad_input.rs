@@ -69,6 +69,12 @@ async fn each_kind_of_bad_event_gets_its_code_and_stores_nothing() {
         ),
         ("missing action", without("action"), 400, "missing_field"),
         (
+            "an event id of the version Annal derives its own with",
+            with("event_id", json!("7c9e6679-7425-8de9-944b-e07fc1f90ae7")),
+            400,
+            "reserved_event_id",
+        ),
+        (
             "a purge record forged by a client",
             with("action", json!("retention.purged")),
             400,

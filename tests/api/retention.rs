@@ -723,3 +723,130 @@ async fn serve_refuses_a_retention_role_that_could_bypass_the_ledger() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_export_in_progress_keeps_its_records_from_a_purge() {
+    let app = spawn_app().await;
+    let t = &app.tenant;
+    append_at(&app, t, years_ago(8), 8_000, 0).await;
+    post_events(&app, t, 5, 8_000).await;
+    assert_eq!(
+        run_retention(&app, t, &["--dry-run"])["status"],
+        "would_purge"
+    );
+    // Read the first part of an export, purge, read the rest.
+    let mut response = app.get("/v1/export", &t.key).await;
+    assert_eq!(response.status(), 200);
+    let mut bundle = Vec::new();
+    while bundle.len() < 64 << 10 {
+        bundle.extend(response.chunk().await.unwrap().unwrap());
+    }
+    let run = run_retention(&app, t, &[]);
+    assert_eq!(run["status"], "export_in_progress", "{run}");
+    assert_eq!(rows(&app, t).await.1, Some(0));
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        bundle.extend(chunk);
+    }
+    let options = annal::verify::bundle::BundleOptions {
+        vkeys: vec![annal::ledger::VerifierKey::parse(&app.db.vkey).unwrap()],
+        trusted_checkpoint: None,
+        require_complete: true,
+    };
+    annal::verify::bundle::verify_bundle(&bundle[..], &options, &mut |_| {}).unwrap();
+    // Once the export is over, the purge goes ahead.
+    let run = run_retention(&app, t, &[]);
+    assert_eq!(run["status"], "purged", "{run}");
+    assert_eq!(run["purged"], 8_000);
+}
+
+#[tokio::test]
+async fn the_purge_refuses_old_snapshots_second_batches_and_records_that_do_not_match_their_checkpoint()
+ {
+    let app = spawn_app().await;
+    let t = &app.tenant;
+    append_at(&app, t, years_ago(8), 600, 0).await;
+    post_events(&app, t, 5, 600).await;
+    let _ = run_retention(&app, t, &["--dry-run"]);
+    assert_eq!(app.get("/v1/checkpoint", &t.key).await.status(), 200);
+    let retention = app.db.connect(pg::RETENTION_ROLE).await;
+    let id = t.id.to_string();
+    for sql in [
+        // An older snapshot could hide a hold placed since.
+        format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; \
+             SELECT * FROM annal.purge_expired('{id}', 100, false); COMMIT"
+        ),
+        // One batch per transaction.
+        format!(
+            "BEGIN; SELECT * FROM annal.purge_expired('{id}', 100, false); \
+             SELECT * FROM annal.purge_expired('{id}', 100, false); COMMIT"
+        ),
+    ] {
+        let result = retention.batch_execute(&sql).await;
+        let _ = retention.batch_execute("ROLLBACK").await;
+        assert!(result.is_err(), "{sql}");
+    }
+    assert_eq!(rows(&app, t).await.1, Some(0));
+
+    // A stored leaf that is not what was signed: the purge keeps the
+    // evidence and says why.
+    let attacker = app.db.connect(pg::SUPERUSER).await;
+    attacker
+        .batch_execute(&format!(
+            "SET session_replication_role = replica; \
+             UPDATE annal.events SET leaf_hash = sha256('forged') \
+             WHERE tenant_id = '{id}' AND seq = 599"
+        ))
+        .await
+        .unwrap();
+    let out = cli(&app, &["retention", "run", "--tenant", &id, "--json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("signed checkpoint") || printed.contains("error"),
+        "{printed}"
+    );
+    assert_eq!(rows(&app, t).await.1, Some(0), "nothing was deleted");
+}
+
+#[tokio::test]
+async fn a_policy_change_is_recorded_once_even_after_its_record_is_purged() {
+    let app = spawn_app().await;
+    let t = &app.tenant;
+    let id = t.id.to_string();
+    post_events(&app, t, 5, 0).await;
+    cli_json(
+        &app,
+        &[
+            "tenant",
+            "retention",
+            "--tenant",
+            &id,
+            "--years",
+            "8",
+            "--by",
+            "alice",
+        ],
+    );
+    post_events(&app, t, 5, 5).await;
+    let owner = app.db.connect(pg::MIGRATOR_ROLE).await;
+    owner
+        .execute(
+            "UPDATE annal.deployment_settings SET clock_offset = '8 years 1 day'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // Everything but the head goes, the change's record with it ...
+    assert_eq!(run_retention(&app, t, &[])["status"], "purged");
+    // ... and running again does not record the change a second time.
+    let _ = run_retention(&app, t, &[]);
+    let changes: Vec<String> = actions(&app, t)
+        .await
+        .into_iter()
+        .filter(|a| a == "retention.policy_changed")
+        .collect();
+    assert!(changes.is_empty(), "re-recorded: {changes:?}");
+}
