@@ -70,6 +70,113 @@ async fn tenants_and_keys_are_managed_from_the_command_line() {
 }
 
 #[tokio::test]
+async fn the_first_owner_of_an_organisation_is_created_from_the_command_line() {
+    let db = TestDb::new().await;
+    let pepper = Pepper::generate();
+    let (url, hex) = (db.app_url(), pepper.to_hex());
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("ANNAL_API_KEY_PEPPER", hex.as_str()),
+        ("ANNAL_SIGNING_KEY", db.skey.as_str()),
+    ];
+    let tenant = succeeds(annal_cmd(&["tenant", "create", "Acme HR", "--json"], &env));
+    let org = tenant["tenant_id"].as_str().unwrap();
+    let file = data_path("password");
+    std::fs::write(&file, "a long enough password\n").unwrap();
+    let owner = succeeds(annal_cmd(
+        &[
+            "user",
+            "create",
+            "--email",
+            "Boss@Acme.example",
+            "--org",
+            org,
+            "--role",
+            "owner",
+            "--password-file",
+            path(&file),
+            "--json",
+        ],
+        &env,
+    ));
+    assert_eq!(owner["role"], "owner");
+    assert!(
+        owner.get("password").is_none(),
+        "a given password is never echoed"
+    );
+    // Without a file, a password is generated and shown once.
+    let admin = succeeds(annal_cmd(
+        &[
+            "user",
+            "create",
+            "--email",
+            "admin@acme.example",
+            "--org",
+            org,
+            "--role",
+            "admin",
+            "--json",
+        ],
+        &env,
+    ));
+    let generated = admin["password"].as_str().unwrap().to_owned();
+
+    let server = Server::spawn(&db, &pepper);
+    let http = reqwest::Client::new();
+    for (email, password, role) in [
+        ("boss@acme.example", "a long enough password", "owner"),
+        ("admin@acme.example", generated.as_str(), "admin"),
+    ] {
+        let r = http
+            .post(server.url("/v1/auth/login"))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{email}");
+        assert_eq!(r.json::<Value>().await.unwrap()["role"], role);
+    }
+    // The same email twice, an unknown role, a short password: refused.
+    let again = [
+        "user",
+        "create",
+        "--email",
+        "boss@acme.example",
+        "--org",
+        org,
+        "--role",
+        "viewer",
+    ];
+    assert!(fails(annal_cmd(&again, &env)).contains("exists"));
+    let bad_role = [
+        "user",
+        "create",
+        "--email",
+        "x@acme.example",
+        "--org",
+        org,
+        "--role",
+        "king",
+    ];
+    assert!(fails(annal_cmd(&bad_role, &env)).contains("unknown role"));
+    std::fs::write(&file, "short").unwrap();
+    let short = [
+        "user",
+        "create",
+        "--email",
+        "y@acme.example",
+        "--org",
+        org,
+        "--role",
+        "viewer",
+        "--password-file",
+        path(&file),
+    ];
+    assert!(fails(annal_cmd(&short, &env)).contains("12"));
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test]
 async fn operator_commands_explain_their_mistakes() {
     let db = TestDb::new().await;
     let url = db.app_url();
