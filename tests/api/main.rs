@@ -11,6 +11,7 @@ mod bad_input;
 mod durability;
 mod ingest;
 mod logs;
+mod matrix;
 mod members;
 mod mfa;
 mod operators;
