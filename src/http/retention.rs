@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Caller, json_body};
-use crate::service::auth::{Authorized, ManageLegalHold, ManageRetention, Permission};
+use crate::service::auth::{
+    Authorized, ManageLegalHold, ManageRetention, Permission, ViewRetention,
+};
 use crate::service::retention::{Operator, PolicyView};
 
 /// The organisation's retention policy as it stands.
@@ -85,7 +87,7 @@ fn operator<P: Permission>(who: &Authorized<P>) -> Operator {
     ))]
 #[get("/v1/retention")]
 pub async fn show(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let who = caller.0.authorize::<ManageRetention>()?;
+    let who = caller.0.authorize::<ViewRetention>()?;
     let view = state.retention.show(who.tenant()).await?;
     Ok(HttpResponse::Ok().json(RetentionPolicy::from(view)))
 }
@@ -97,7 +99,7 @@ pub async fn show(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
         (status = 200, description = "The policy in force now", body = RetentionPolicy),
         (status = 400, description = "invalid_period, below_floor, or a malformed body", body = ErrorBody),
         (status = 401, description = "No live session", body = ErrorBody),
-        (status = 403, description = "forbidden (not an owner or admin, or an API key), or csrf_rejected", body = ErrorBody),
+        (status = 403, description = "forbidden (not an owner or admin, or an API key), reauthentication_required, or csrf_rejected", body = ErrorBody),
     ))]
 #[put("/v1/retention")]
 pub async fn set_period(

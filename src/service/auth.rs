@@ -296,8 +296,13 @@ permission!(
     ManageApiKeys, "api_keys:write", None, MANAGERS, REAUTH
 );
 permission!(
-    /// See and set the retention period.
-    ManageRetention, "retention:write", None, MANAGERS
+    /// See the retention period and legal hold.
+    ViewRetention, "retention:read", None, MANAGERS
+);
+permission!(
+    /// Set the retention period (a shorter one makes records purgeable
+    /// sooner, so it needs a fresh password check).
+    ManageRetention, "retention:write", None, MANAGERS, REAUTH
 );
 permission!(
     /// Place or lift a legal hold.

@@ -13,7 +13,7 @@ use annal::service::accounts::ReauthInput;
 use annal::service::auth::{
     Export, ManageApiKeys, ManageLegalHold, ManageMembers, ManageMfaPolicy, ManageRetention,
     ManageSessions, OwnAccount, OwnMfa, Permission, Principal, ReadEvents, Scope, ViewApiKeys,
-    ViewMembers,
+    ViewMembers, ViewRetention,
 };
 use annal::service::{Clock, ServiceError, SharedClock, SystemClock};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -146,6 +146,10 @@ const PERIOD: &str = r#"{"period_months":120}"#;
 const HOLD: &str = r#"{"on":false,"reason":"matrix"}"#;
 const NO_MFA: &str = r#"{"mfa_required":false}"#;
 const WRONG_CODE: &str = r#"{"code":"not-a-code"}"#;
+const PASSKEY_NAME: &str = r#"{"name":"matrix"}"#;
+/// No authenticator's answer: the ceremonies themselves are played in
+/// `passkeys.rs`.
+const NO_ANSWER: &str = "{}";
 
 use Fixture as F;
 
@@ -170,6 +174,11 @@ const TABLE: &[Row] = &[
     row("GET",    "/v1/openapi.json",                                None,                 F::None,           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     row("POST",   "/v1/auth/login",                                  Some(LOGIN),          F::None,           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     row("POST",   "/v1/auth/invitations/accept",                     Some(ACCEPT),         F::Invitation,     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    // Nobody has a passkey.
+    row("POST",   "/v1/auth/passkeys/login/start",                   Some(LOGIN),          F::None,           [409, 409, 409, 409, 409, 409, 409, 409, 409, 409, 409, 409, 409, 409, 409])
+        .code("no_passkey"),
+    row("POST",   "/v1/auth/passkeys/login/finish",                  Some(NO_ANSWER),      F::None,           [400, 400, 400, 400, 400, 400, 400, 400, 400, 400, 400, 400, 400, 400, 400])
+        .code("missing_field"),
     // The trail, its checkpoints and proofs.
     row("POST",   "/v1/events",                                      Some(EVENT),          F::None,           [403, 403, 403, 403, 403, 403, 201, 403, 403, 403, 403, 403, 401, 401, 401]),
     row("POST",   "/v1/events/batch",                                Some(BATCH),          F::None,           [403, 403, 403, 403, 403, 403, 201, 403, 403, 403, 403, 403, 401, 401, 401]),
@@ -207,7 +216,7 @@ const TABLE: &[Row] = &[
     row("DELETE", "/v1/api-keys/{id}",                               None,                 F::Key,            [204, 204, 403, 403, 403, 403, 403, 403, 404, 403, 403, 403, 401, 401, 401]),
     // Retention and legal hold.
     row("GET",    "/v1/retention",                                   None,                 F::None,           [200, 200, 403, 403, 403, 403, 403, 403, 200, 403, 200, 200, 401, 401, 401]),
-    row("PUT",    "/v1/retention",                                   Some(PERIOD),         F::None,           [200, 200, 403, 403, 403, 403, 403, 403, 200, 403, 200, 403, 401, 401, 401]),
+    row("PUT",    "/v1/retention",                                   Some(PERIOD),         F::None,           [200, 200, 403, 403, 403, 403, 403, 403, 200, 403, 403, 403, 401, 401, 401]),
     row("PUT",    "/v1/retention/hold",                              Some(HOLD),           F::None,           [200, 200, 403, 403, 403, 403, 403, 403, 200, 403, 403, 403, 401, 401, 401]),
     // The organisation's MFA requirement; your own second factor.
     row("GET",    "/v1/org/settings",                                None,                 F::None,           [200, 200, 200, 200, 200, 200, 403, 403, 200, 200, 200, 200, 401, 401, 401]),
@@ -221,6 +230,17 @@ const TABLE: &[Row] = &[
         .code("mfa_not_enrolled"),
     row("POST",   "/v1/auth/mfa/recovery-codes",                     None,                 F::None,           [409, 409, 409, 409, 409, 409, 403, 403, 409, 409, 403, 403, 401, 401, 401])
         .code("mfa_not_enrolled"),
+    // Passkeys: nobody has one, and no authenticator answers here.
+    row("POST",   "/v1/auth/passkeys/register/start",                Some(PASSKEY_NAME),   F::None,           [200, 200, 200, 200, 200, 200, 403, 403, 200, 200, 403, 403, 401, 401, 401]),
+    row("POST",   "/v1/auth/passkeys/register/finish",               Some(NO_ANSWER),      F::None,           [400, 400, 400, 400, 400, 400, 403, 403, 400, 400, 403, 403, 401, 401, 401])
+        .code("missing_field"),
+    row("GET",    "/v1/auth/passkeys",                               None,                 F::None,           [200, 200, 200, 200, 200, 200, 403, 403, 200, 200, 200, 200, 401, 401, 401]),
+    // An id that is no passkey of anyone's.
+    row("DELETE", "/v1/auth/passkeys/{id}",                          None,                 F::Key,            [404, 404, 404, 404, 404, 404, 403, 403, 404, 404, 403, 403, 401, 401, 401]),
+    row("POST",   "/v1/auth/passkeys/reauth/start",                  Some(PASSWORD_AGAIN), F::None,           [409, 409, 409, 409, 409, 409, 403, 403, 409, 409, 409, 403, 401, 401, 401])
+        .code("no_passkey"),
+    row("POST",   "/v1/auth/passkeys/reauth/finish",                 Some(NO_ANSWER),      F::None,           [400, 400, 400, 400, 400, 400, 403, 403, 400, 400, 400, 403, 401, 401, 401])
+        .code("missing_field"),
 ];
 
 /// How a request proves who sends it.
@@ -1033,8 +1053,13 @@ fn owners_permissions(
         (ViewApiKeys::NAME, false, holds::<ViewApiKeys>(principal)),
         (ManageApiKeys::NAME, true, holds::<ManageApiKeys>(principal)),
         (
-            ManageRetention::NAME,
+            ViewRetention::NAME,
             false,
+            holds::<ViewRetention>(principal),
+        ),
+        (
+            ManageRetention::NAME,
+            true,
             holds::<ManageRetention>(principal),
         ),
         (
