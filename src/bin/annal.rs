@@ -163,6 +163,16 @@ struct ServeArgs {
     /// Login attempts per minute from one IP address; 0 turns the limit off [default: 60].
     #[arg(long, env = "ANNAL_LOGIN_LIMIT_IP")]
     login_limit_ip: Option<u32>,
+    /// The WebAuthn relying party id: the domain passkeys are bound to.
+    #[arg(long, env = "ANNAL_WEBAUTHN_RP_ID", default_value = "localhost")]
+    webauthn_rp_id: String,
+    /// The origin of the web client that registers and uses passkeys.
+    #[arg(
+        long,
+        env = "ANNAL_WEBAUTHN_ORIGIN",
+        default_value = "http://localhost:8080"
+    )]
+    webauthn_origin: String,
 }
 
 #[derive(Subcommand)]
@@ -1021,6 +1031,20 @@ async fn serve_on(
         clock.clone(),
         accounts.clone(),
     );
+    let relying_party = annal::service::passkeys::RelyingParty {
+        id: args.webauthn_rp_id.clone(),
+        origin: args
+            .webauthn_origin
+            .parse()
+            .with_context(|| format!("ANNAL_WEBAUTHN_ORIGIN {:?}", args.webauthn_origin))?,
+    };
+    let passkeys = annal::service::passkeys::Passkeys::new(
+        store.clone(),
+        &relying_party,
+        clock.clone(),
+        accounts.clone(),
+    )
+    .context("the WebAuthn relying party (ANNAL_WEBAUTHN_RP_ID, ANNAL_WEBAUTHN_ORIGIN)")?;
     let retention = Retention::new(
         store.clone(),
         purger(deployment).await?,
@@ -1085,6 +1109,7 @@ async fn serve_on(
         keys,
         accounts,
         mfa,
+        passkeys,
         proofs,
         exporter,
         store,

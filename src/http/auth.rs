@@ -25,7 +25,8 @@ fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     req.peer_addr().map(|addr| addr.ip())
 }
 
-fn session_cookie(value: String, max_age_seconds: i64) -> Cookie<'static> {
+/// The session cookie, as every login sets it (a passkey login too).
+pub(super) fn session_cookie(value: String, max_age_seconds: i64) -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE, value)
         .path("/")
         .secure(true)

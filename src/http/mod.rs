@@ -10,6 +10,7 @@ pub mod health;
 pub mod members;
 pub mod mfa;
 pub mod openapi;
+pub mod passkeys;
 pub mod proofs;
 pub mod request_id;
 pub mod retention;
@@ -26,6 +27,7 @@ use crate::service::export::Exporter;
 use crate::service::keys::Keys;
 use crate::service::members::Members;
 use crate::service::mfa::Mfa;
+use crate::service::passkeys::Passkeys;
 use crate::service::proofs::Proofs;
 use crate::service::retention::Retention;
 use crate::store::Store;
@@ -45,6 +47,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// Second factors and the organisation's MFA policy.
     pub mfa: Mfa,
+    /// Passkeys: registration and login.
+    pub passkeys: Passkeys,
     /// Members, invitations and API keys, by owners and admins.
     pub members: Members,
     /// Retention periods and legal holds.
@@ -106,6 +110,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(mfa::replace_recovery_codes)
         .service(mfa::org_settings)
         .service(mfa::set_org_settings)
+        .service(passkeys::start_registration)
+        .service(passkeys::finish_registration)
+        .service(passkeys::list)
+        .service(passkeys::remove)
+        .service(passkeys::start_login)
+        .service(passkeys::finish_login)
+        .service(passkeys::start_reauth)
+        .service(passkeys::finish_reauth)
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(ApiError::Rejected {
                 status: actix_web::http::StatusCode::NOT_FOUND,

@@ -1,5 +1,6 @@
 //! People: logging in (password, then TOTP or a recovery code when
-//! enrolled), sessions, re-authentication, and the first owner of an
+//! enrolled; a passkey's login is `passkeys`'s, built on the steps here),
+//! sessions, re-authentication, and the first owner of an
 //! organisation.
 //!
 //! A session is an opaque 256-bit token in a `__Host-` cookie, stored as
@@ -145,7 +146,7 @@ pub struct LoginAnswer {
     /// Send it back as `X-Annal-CSRF` on every state-changing request made
     /// with the session cookie.
     pub csrf_token: String,
-    /// Whether the user has TOTP.
+    /// Whether the user has a second factor (TOTP or a passkey).
     pub mfa_enrolled: bool,
     /// The organisation requires MFA of this role and the user has none:
     /// until they enroll, the session can do nothing else.
@@ -163,7 +164,7 @@ pub struct Me {
     pub organization_id: Uuid,
     /// Their role there.
     pub role: Role,
-    /// Whether they have TOTP.
+    /// Whether they have a second factor (TOTP or a passkey).
     pub mfa_enrolled: bool,
     /// Whether they must enroll before anything else.
     pub must_enroll_mfa: bool,
@@ -290,7 +291,69 @@ impl Accounts {
         input: LoginInput,
         ip: Option<IpAddr>,
     ) -> Result<LoggedIn, ServiceError> {
-        let email = normalise_email(&input.email)?;
+        let known = self
+            .check_password(&input.email, &input.password, input.organization_id, ip)
+            .await?;
+        let user = &known.user;
+        let tenant = known.tenant;
+        let mut conn = self.store.conn().await?;
+        let tx = conn.tenant(tenant).await?;
+        tx.act_as(user.id).await?;
+        let second = self
+            .second_factor(
+                &tx,
+                user,
+                input.totp_code.as_deref(),
+                input.recovery_code.as_deref(),
+            )
+            .await?;
+        let mfa = match second {
+            SecondFactor::NotEnrolled => false,
+            SecondFactor::Passed | SecondFactor::RecoveryCode => true,
+            SecondFactor::Missing => {
+                tx.commit().await?;
+                return Err(ServiceError::MfaRequired);
+            }
+            SecondFactor::Failed => {
+                tx.commit().await?;
+                drop(conn);
+                self.record_failed_login(
+                    &known.email,
+                    Some(user.id),
+                    &known.memberships,
+                    Some(tenant.as_uuid()),
+                    ip,
+                    "second_factor",
+                )
+                .await;
+                return Err(ServiceError::InvalidCredentials);
+            }
+        };
+        let opened = self.open_session(&tx, &known, mfa).await?;
+        let codes_left = recovery_codes_left(&tx, user.id, second).await?;
+        tx.commit().await?;
+        drop(conn);
+        let session = opened.stored.id;
+        let logged_in = self.record_login(&known, opened, None, ip).await?;
+        if let Some(left) = codes_left {
+            self.record_recovery_code_used(tenant, user.id, session, ip, "login", left)
+                .await?;
+        }
+        Ok(logged_in)
+    }
+
+    /// The first step of every login: the password of the user with
+    /// `email`, and the organisation they log in to. Limited per account
+    /// and address; an unknown email costs the same Argon2 work as a
+    /// wrong password and gets the same answer. Failures are recorded.
+    pub(crate) async fn check_password(
+        &self,
+        email: &str,
+        password: &str,
+        organization_id: Option<Uuid>,
+        ip: Option<IpAddr>,
+    ) -> Result<PasswordChecked, ServiceError> {
+        let email = normalise_email(email)?;
         self.limiter.check(&email, ip)?;
         let (user, memberships) = {
             let mut conn = self.store.conn().await?;
@@ -305,7 +368,7 @@ impl Accounts {
         };
         let password_ok = verify_password(
             user.as_ref().and_then(|u| u.password_hash.as_deref()),
-            &input.password,
+            password,
         );
         let user = match (user, password_ok) {
             (Some(user), true) => user,
@@ -313,19 +376,12 @@ impl Accounts {
                 // Unknown email or wrong password: the same answer, after
                 // the same Argon2 work. Recorded where it belongs.
                 let id = user.map(|u| u.id);
-                self.record_failed_login(
-                    &email,
-                    id,
-                    &memberships,
-                    input.organization_id,
-                    ip,
-                    "password",
-                )
-                .await;
+                self.record_failed_login(&email, id, &memberships, organization_id, ip, "password")
+                    .await;
                 return Err(ServiceError::InvalidCredentials);
             }
         };
-        let membership = match input.organization_id {
+        let membership = match organization_id {
             Some(org) => memberships.iter().find(|m| m.tenant_id.as_uuid() == org),
             None if memberships.len() == 1 => memberships.first(),
             None if memberships.is_empty() => None,
@@ -348,47 +404,32 @@ impl Accounts {
                 .await;
             return Err(ServiceError::InvalidCredentials);
         };
-        let tenant = membership.tenant_id;
         let role = Role::parse(&membership.role)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown role {:?}", membership.role)))?;
+        Ok(PasswordChecked {
+            user,
+            email,
+            memberships,
+            tenant: membership.tenant_id,
+            role,
+        })
+    }
+
+    /// Opens a session for a login whose factors all passed, in `tx`
+    /// (of the login's organisation, acting as its user).
+    pub(crate) async fn open_session(
+        &self,
+        tx: &TenantTx<'_>,
+        known: &PasswordChecked,
+        mfa: bool,
+    ) -> Result<OpenedSession, ServiceError> {
+        let user = &known.user;
         let now = self.clock.now();
         let token = Token::generate();
         let csrf = Token::generate();
-        let mut conn = self.store.conn().await?;
-        let tx = conn.tenant(tenant).await?;
-        tx.act_as(user.id).await?;
-        let second = self
-            .second_factor(
-                &tx,
-                &user,
-                input.totp_code.as_deref(),
-                input.recovery_code.as_deref(),
-            )
-            .await?;
-        let mfa = match second {
-            SecondFactor::NotEnrolled => false,
-            SecondFactor::Passed | SecondFactor::RecoveryCode => true,
-            SecondFactor::Missing => {
-                tx.commit().await?;
-                return Err(ServiceError::MfaRequired);
-            }
-            SecondFactor::Failed => {
-                tx.commit().await?;
-                drop(conn);
-                self.record_failed_login(
-                    &email,
-                    Some(user.id),
-                    &memberships,
-                    Some(tenant.as_uuid()),
-                    ip,
-                    "second_factor",
-                )
-                .await;
-                return Err(ServiceError::InvalidCredentials);
-            }
-        };
+        let mfa_enrolled = has_second_factor(tx, user).await?;
         let must_enroll_mfa =
-            role.mfa_applies() && user.totp_secret.is_none() && rows::mfa_required(&tx).await?;
+            known.role.mfa_applies() && !mfa_enrolled && rows::mfa_required(tx).await?;
         let session = NewSession {
             id: Uuid::new_v4(),
             user_id: user.id,
@@ -398,37 +439,52 @@ impl Accounts {
             expires_at: now + self.limits.lifetime,
             mfa,
         };
-        rows::insert_session(&tx, &session).await?;
-        let stored = rows::session(&tx, session.id)
+        rows::insert_session(tx, &session).await?;
+        let stored = rows::session(tx, session.id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("the new session is not there".into()))?;
-        let codes_left = recovery_codes_left(&tx, user.id, second).await?;
-        tx.commit().await?;
-        drop(conn);
+        Ok(OpenedSession {
+            token,
+            csrf,
+            stored,
+            mfa_enrolled,
+            must_enroll_mfa,
+        })
+    }
+
+    /// Records a login whose session `tx` has committed, and hands it back.
+    /// `method` names a second factor other than TOTP (`passkey`).
+    pub(crate) async fn record_login(
+        &self,
+        known: &PasswordChecked,
+        opened: OpenedSession,
+        method: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> Result<LoggedIn, ServiceError> {
+        let mut metadata = json!({ "mfa": opened.stored.mfa, "role": known.role.as_str() });
+        if let (Some(method), Some(fields)) = (method, metadata.as_object_mut()) {
+            fields.insert("method".into(), Value::from(method));
+        }
         self.record(
-            tenant,
+            known.tenant,
             AccessEvent {
                 action: "access.login_succeeded",
-                actor: user_actor(user.id),
-                resource: session_resource(stored.id),
+                actor: user_actor(known.user.id),
+                resource: session_resource(opened.stored.id),
                 outcome: Outcome::Success,
                 source_ip: ip,
-                metadata: json!({ "mfa": mfa, "role": role.as_str() }),
+                metadata,
             },
         )
         .await?;
-        if let Some(left) = codes_left {
-            self.record_recovery_code_used(tenant, user.id, stored.id, ip, "login", left)
-                .await?;
-        }
         Ok(LoggedIn {
-            token,
+            token: opened.token,
             answer: LoginAnswer {
-                session: view(&stored, Some(stored.id)),
-                role,
-                csrf_token: csrf.expose().to_owned(),
-                mfa_enrolled: user.totp_secret.is_some(),
-                must_enroll_mfa,
+                session: view(&opened.stored, Some(opened.stored.id)),
+                role: known.role,
+                csrf_token: opened.csrf.expose().to_owned(),
+                mfa_enrolled: opened.mfa_enrolled,
+                must_enroll_mfa: opened.must_enroll_mfa,
             },
         })
     }
@@ -436,7 +492,7 @@ impl Accounts {
     /// Records a failed login: in the organisation it was for (or the
     /// user's only one), else in the system log. Never fails the request
     /// further: the answer is already "invalid credentials".
-    async fn record_failed_login(
+    pub(crate) async fn record_failed_login(
         &self,
         email: &str,
         user: Option<Uuid>,
@@ -515,7 +571,13 @@ impl Accounts {
         recovery_code: Option<&str>,
     ) -> Result<SecondFactor, ServiceError> {
         let Some(sealed) = &user.totp_secret else {
-            return Ok(SecondFactor::NotEnrolled);
+            // A passkey is proved through its own ceremony
+            // (`passkeys::Passkeys::finish_login`), never here.
+            return Ok(if rows::has_passkey(tx, user.id).await? {
+                SecondFactor::Missing
+            } else {
+                SecondFactor::NotEnrolled
+            });
         };
         if let Some(code) = totp_code {
             let secret = self
@@ -584,8 +646,9 @@ impl Accounts {
         let user = rows::user(&tx, session.user_id)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
-        let must_enroll_mfa =
-            role.mfa_applies() && user.totp_secret.is_none() && rows::mfa_required(&tx).await?;
+        let must_enroll_mfa = role.mfa_applies()
+            && !has_second_factor(&tx, &user).await?
+            && rows::mfa_required(&tx).await?;
         if now - session.last_seen_at > TOUCH_EVERY {
             rows::touch_session(&tx, session.id, now).await?;
         }
@@ -615,13 +678,14 @@ impl Accounts {
         let session = rows::session(&tx, caller.session_id)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
+        let mfa_enrolled = has_second_factor(&tx, &user).await?;
         tx.commit().await?;
         Ok(Me {
             user_id: user.id,
             email: user.email,
             organization_id: who.tenant().as_uuid(),
             role: caller.role,
-            mfa_enrolled: user.totp_secret.is_some(),
+            mfa_enrolled,
             must_enroll_mfa: caller.must_enroll_mfa,
             session: view(&session, Some(caller.session_id)),
         })
@@ -766,18 +830,8 @@ impl Accounts {
             SecondFactor::Failed => {
                 tx.commit().await?;
                 drop(conn);
-                self.record(
-                    who.tenant(),
-                    AccessEvent {
-                        action: "access.reauthentication_failed",
-                        actor: who.principal().actor(),
-                        resource: session_resource(caller.session_id),
-                        outcome: Outcome::Failure,
-                        source_ip: ip,
-                        metadata: json!({}),
-                    },
-                )
-                .await?;
+                self.record_reauthentication(who, Outcome::Failure, ip, json!({}))
+                    .await?;
                 return Err(ServiceError::InvalidCredentials);
             }
         };
@@ -796,15 +850,59 @@ impl Accounts {
             )
             .await?;
         }
+        self.record_reauthentication(who, Outcome::Success, ip, json!({ "mfa": mfa }))
+            .await
+    }
+
+    /// The first step of a re-authentication with a passkey: the caller's
+    /// password, limited as at login; a wrong one is recorded as a failed
+    /// re-authentication.
+    pub(crate) async fn check_own_password(
+        &self,
+        who: &Authorized<OwnAccount>,
+        password: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<StoredUser, ServiceError> {
+        let caller = person(who.principal())?;
+        let user = {
+            let mut conn = self.store.conn().await?;
+            let tx = conn.tenant(who.tenant()).await?;
+            tx.act_as(caller.user_id).await?;
+            let user = rows::user(&tx, caller.user_id).await?;
+            tx.commit().await?;
+            user.ok_or(ServiceError::Unauthenticated)?
+        };
+        self.limiter.check(&user.email, ip)?;
+        if !verify_password(user.password_hash.as_deref(), password) {
+            self.record_reauthentication(who, Outcome::Failure, ip, json!({}))
+                .await?;
+            return Err(ServiceError::InvalidCredentials);
+        }
+        Ok(user)
+    }
+
+    /// Records a re-authentication of the caller's session, or its failure.
+    pub(crate) async fn record_reauthentication(
+        &self,
+        who: &Authorized<OwnAccount>,
+        outcome: Outcome,
+        ip: Option<IpAddr>,
+        metadata: Value,
+    ) -> Result<(), ServiceError> {
+        let caller = person(who.principal())?;
+        let action = match outcome {
+            Outcome::Success => "access.reauthenticated",
+            Outcome::Failure => "access.reauthentication_failed",
+        };
         self.record(
             who.tenant(),
             AccessEvent {
-                action: "access.reauthenticated",
+                action,
                 actor: who.principal().actor(),
                 resource: session_resource(caller.session_id),
-                outcome: Outcome::Success,
+                outcome,
                 source_ip: ip,
-                metadata: json!({ "mfa": mfa }),
+                metadata,
             },
         )
         .await
@@ -888,6 +986,39 @@ pub(crate) enum SecondFactor {
     Missing,
     /// A wrong, reused or expired code.
     Failed,
+}
+
+/// Whether `user` (acted as in `tx`) has a second factor: TOTP or a
+/// passkey. Either satisfies the organisation's MFA requirement.
+pub(crate) async fn has_second_factor(
+    tx: &TenantTx<'_>,
+    user: &StoredUser,
+) -> Result<bool, ServiceError> {
+    Ok(user.totp_secret.is_some() || rows::has_passkey(tx, user.id).await?)
+}
+
+/// A login's first step passed: the user, and the organisation and role
+/// they log in to.
+pub(crate) struct PasswordChecked {
+    /// The user whose password it was.
+    pub user: StoredUser,
+    /// Their email, normalised.
+    pub email: String,
+    /// All their memberships (for recording a failure where it belongs).
+    pub memberships: Vec<rows::StoredMembership>,
+    /// The organisation of the login.
+    pub tenant: TenantId,
+    /// Their role there.
+    pub role: Role,
+}
+
+/// A session opened and not yet handed out.
+pub(crate) struct OpenedSession {
+    token: Token,
+    csrf: Token,
+    stored: StoredSession,
+    mfa_enrolled: bool,
+    must_enroll_mfa: bool,
 }
 
 /// After a recovery code was used: how many the user has left.

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod limits;
 pub mod members;
 pub mod mfa;
+pub mod passkeys;
 pub mod proofs;
 pub mod retention;
 pub mod tenants;
@@ -81,8 +82,10 @@ pub enum ServiceError {
     #[error("invalid email, password or code")]
     InvalidCredentials,
     /// The password was right; the user's TOTP code (or a recovery code)
-    /// must come with it.
-    #[error("this account has TOTP: send totp_code (or recovery_code) with the password")]
+    /// must come with it, or a passkey must answer a challenge.
+    #[error(
+        "this account has a second factor: send totp_code (or recovery_code) with the password, or use a passkey (/v1/auth/passkeys/login/start, /v1/auth/passkeys/reauth/start)"
+    )]
     MfaRequired,
     /// A state-changing request with the session cookie but without its
     /// anti-CSRF token.

@@ -780,3 +780,271 @@ pub async fn recovery_codes_left(tx: &TenantTx<'_>, user: Uuid) -> Result<i64, S
         .await?;
     Ok(row.try_get(0)?)
 }
+
+/// A passkey as stored (schema V5).
+#[derive(Debug, Clone)]
+pub struct StoredPasskey {
+    /// Id (not the credential id).
+    pub id: Uuid,
+    /// Its user.
+    pub user_id: Uuid,
+    /// webauthn-rs's `Passkey` as JSON: public key and signature counter.
+    pub passkey: serde_json::Value,
+    /// The name its user gave it.
+    pub name: String,
+    /// Registered.
+    pub created_at: DateTime<Utc>,
+    /// Last used to log in.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+const PASSKEY_COLUMNS: &str = "id, user_id, passkey, name, created_at, last_used_at";
+
+impl TryFrom<&Row> for StoredPasskey {
+    type Error = StoreError;
+
+    fn try_from(row: &Row) -> Result<Self, Self::Error> {
+        Ok(StoredPasskey {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            passkey: row.try_get("passkey")?,
+            name: row.try_get("name")?,
+            created_at: row.try_get("created_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+        })
+    }
+}
+
+/// The passkeys of the user `tx` acts as, oldest first.
+pub async fn passkeys(tx: &TenantTx<'_>, user: Uuid) -> Result<Vec<StoredPasskey>, StoreError> {
+    let rows = tx
+        .inner()
+        .query(
+            &format!(
+                "SELECT {PASSKEY_COLUMNS} FROM annal.passkeys WHERE user_id = $1 \
+                 ORDER BY created_at, id"
+            ),
+            &[&user],
+        )
+        .await?;
+    rows.iter().map(StoredPasskey::try_from).collect()
+}
+
+/// Whether the user `tx` acts as has a passkey.
+pub async fn has_passkey(tx: &TenantTx<'_>, user: Uuid) -> Result<bool, StoreError> {
+    let row = tx
+        .inner()
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM annal.passkeys WHERE user_id = $1)",
+            &[&user],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// A passkey to store.
+pub struct NewPasskey<'a> {
+    /// Id.
+    pub id: Uuid,
+    /// Its user (the one `tx` acts as).
+    pub user_id: Uuid,
+    /// The authenticator's credential id.
+    pub credential_id: &'a [u8],
+    /// webauthn-rs's `Passkey` as JSON.
+    pub passkey: &'a serde_json::Value,
+    /// Its name.
+    pub name: &'a str,
+    /// Registered.
+    pub at: DateTime<Utc>,
+}
+
+/// Stores a passkey; false when its credential is registered already.
+pub async fn insert_passkey(tx: &TenantTx<'_>, new: &NewPasskey<'_>) -> Result<bool, StoreError> {
+    let n = tx
+        .inner()
+        .execute(
+            "INSERT INTO annal.passkeys (id, user_id, credential_id, passkey, name, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (credential_id) DO NOTHING",
+            &[
+                &new.id,
+                &new.user_id,
+                &new.credential_id,
+                new.passkey,
+                &new.name,
+                &new.at,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Rewrites a passkey after a use (its counter and backup state) and marks
+/// it used at `at`.
+pub async fn use_passkey(
+    tx: &TenantTx<'_>,
+    id: Uuid,
+    passkey: &serde_json::Value,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.inner()
+        .execute(
+            "UPDATE annal.passkeys SET passkey = $2, last_used_at = $3 WHERE id = $1",
+            &[&id, passkey, &at],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Deletes one of the passkeys of the user `tx` acts as; false when there
+/// is no such passkey of theirs.
+pub async fn delete_passkey(tx: &TenantTx<'_>, user: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    let n = tx
+        .inner()
+        .execute(
+            "DELETE FROM annal.passkeys WHERE id = $1 AND user_id = $2",
+            &[&id, &user],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// A passkey ceremony begun.
+#[derive(Debug, Clone)]
+pub struct StoredCeremony {
+    /// Its user.
+    pub user_id: Uuid,
+    /// The organisation a login is for.
+    pub tenant_id: TenantId,
+    /// webauthn-rs's ceremony state as JSON.
+    pub state: serde_json::Value,
+    /// A registration's passkey name.
+    pub name: Option<String>,
+    /// It is void from then on.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl TryFrom<&Row> for StoredCeremony {
+    type Error = StoreError;
+
+    fn try_from(row: &Row) -> Result<Self, Self::Error> {
+        Ok(StoredCeremony {
+            user_id: row.try_get("user_id")?,
+            tenant_id: TenantId::from_uuid(row.try_get("tenant_id")?),
+            state: row.try_get("state")?,
+            name: row.try_get("name")?,
+            expires_at: row.try_get("expires_at")?,
+        })
+    }
+}
+
+/// A passkey ceremony to begin.
+pub struct NewCeremony<'a> {
+    /// Id: a login's client names it to finish.
+    pub id: Uuid,
+    /// Its user (the one `tx` acts as).
+    pub user_id: Uuid,
+    /// `register`, `login` or `reauth`.
+    pub kind: &'a str,
+    /// webauthn-rs's ceremony state as JSON.
+    pub state: &'a serde_json::Value,
+    /// A registration's passkey name.
+    pub name: Option<&'a str>,
+    /// It is void from then on.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Begins a ceremony in `tx`'s organisation. The user's expired ceremonies
+/// are dropped first, and so is a registration in progress when this is
+/// one: one registration at a time.
+pub async fn insert_ceremony(
+    tx: &TenantTx<'_>,
+    new: &NewCeremony<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.inner()
+        .execute(
+            "DELETE FROM annal.passkey_ceremonies WHERE user_id = $1 \
+             AND (expires_at <= $3 OR (kind = 'register' AND $2 = 'register'))",
+            &[&new.user_id, &new.kind, &now],
+        )
+        .await?;
+    tx.inner()
+        .execute(
+            "INSERT INTO annal.passkey_ceremonies (id, user_id, tenant_id, kind, state, name, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &new.id,
+                &new.user_id,
+                &tx.tenant().as_uuid(),
+                &new.kind,
+                new.state,
+                &new.name,
+                &new.expires_at,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Takes (deletes and returns) the registration in progress of the user
+/// `tx` acts as, in `tx`'s organisation.
+pub async fn take_registration(
+    tx: &TenantTx<'_>,
+    user: Uuid,
+) -> Result<Option<StoredCeremony>, StoreError> {
+    let row = tx
+        .inner()
+        .query_opt(
+            "DELETE FROM annal.passkey_ceremonies \
+             WHERE user_id = $1 AND tenant_id = $2 AND kind = 'register' \
+             RETURNING user_id, tenant_id, state, name, expires_at",
+            &[&user, &tx.tenant().as_uuid()],
+        )
+        .await?;
+    row.as_ref().map(StoredCeremony::try_from).transpose()
+}
+
+/// Takes (deletes and returns) the re-authentication ceremony `id` of the
+/// user `tx` acts as, in `tx`'s organisation.
+pub async fn take_reauth_ceremony(
+    tx: &TenantTx<'_>,
+    user: Uuid,
+    id: Uuid,
+) -> Result<Option<StoredCeremony>, StoreError> {
+    let row = tx
+        .inner()
+        .query_opt(
+            "DELETE FROM annal.passkey_ceremonies \
+             WHERE id = $1 AND user_id = $2 AND tenant_id = $3 AND kind = 'reauth' \
+             RETURNING user_id, tenant_id, state, name, expires_at",
+            &[&id, &user, &tx.tenant().as_uuid()],
+        )
+        .await?;
+    row.as_ref().map(StoredCeremony::try_from).transpose()
+}
+
+/// Takes (deletes and returns) the login ceremony `id`, before its user
+/// or organisation is known.
+pub async fn take_login_ceremony(
+    tx: &LookupTx<'_>,
+    id: Uuid,
+) -> Result<Option<StoredCeremony>, StoreError> {
+    tx.inner()
+        .execute(
+            "SELECT set_config('annal.ceremony_id', $1, true)",
+            &[&id.to_string()],
+        )
+        .await?;
+    let row = tx
+        .inner()
+        .query_opt(
+            "DELETE FROM annal.passkey_ceremonies WHERE id = $1 AND kind = 'login' \
+             RETURNING user_id, tenant_id, state, name, expires_at",
+            &[&id],
+        )
+        .await?;
+    tx.inner()
+        .execute("SELECT set_config('annal.ceremony_id', '', true)", &[])
+        .await?;
+    row.as_ref().map(StoredCeremony::try_from).transpose()
+}

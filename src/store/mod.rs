@@ -195,6 +195,7 @@ impl Store {
             AND has_column_privilege(current_user, c.attrelid, c.attnum, 'UPDATE') \
             AND NOT (r.relname = 'api_keys' AND c.attname = 'revoked_at') \
             AND r.relname NOT IN ('users', 'recovery_codes', 'memberships', 'sessions', 'org_settings', \
+                'passkeys', 'passkey_ceremonies', \
                 'export_leases')) AS grants";
         const FSYNC: &str = "SELECT current_setting('fsync')";
         const MIGRATED: &str = "SELECT to_regprocedure('annal.schema_version()') IS NOT NULL";

@@ -15,6 +15,7 @@ mod matrix;
 mod members;
 mod mfa;
 mod operators;
+mod passkeys;
 mod proofs;
 mod purge_tree;
 mod read;

@@ -231,7 +231,7 @@ async fn migrate_applies_the_schema_as_the_migrator() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 4 migration"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 5 migration"));
     let again = annal_cmd(&["migrate"], &env).output().unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("applied 0 migration"));
 }

@@ -252,7 +252,7 @@ async fn the_app_role_holds_only_select_and_insert_on_ledger_tables() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    assert_eq!(forced.len(), 16);
+    assert_eq!(forced.len(), 18);
     assert!(
         forced.iter().all(|(_, on, force)| *on && *force),
         "{forced:?}"
