@@ -987,21 +987,26 @@ pub async fn insert_ceremony(
 }
 
 /// Takes (deletes and returns) the registration in progress of the user
-/// `tx` acts as, in `tx`'s organisation.
+/// `tx` acts as, in `tx`'s organisation: the latest, should two starts
+/// have raced (both are taken).
 pub async fn take_registration(
     tx: &TenantTx<'_>,
     user: Uuid,
 ) -> Result<Option<StoredCeremony>, StoreError> {
-    let row = tx
+    let rows = tx
         .inner()
-        .query_opt(
+        .query(
             "DELETE FROM annal.passkey_ceremonies \
              WHERE user_id = $1 AND tenant_id = $2 AND kind = 'register' \
              RETURNING user_id, tenant_id, state, name, expires_at",
             &[&user, &tx.tenant().as_uuid()],
         )
         .await?;
-    row.as_ref().map(StoredCeremony::try_from).transpose()
+    let taken = rows
+        .iter()
+        .map(StoredCeremony::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(taken.into_iter().max_by_key(|c| c.expires_at))
 }
 
 /// Takes (deletes and returns) the re-authentication ceremony `id` of the
