@@ -167,7 +167,9 @@ pub async fn end_session(
     let id = path.into_inner();
     match caller.0.authorize::<ManageSessions>() {
         Ok(who) => state.accounts.revoke_any(&who, id).await?,
-        Err(ServiceError::Forbidden(_)) => {
+        // Not a manager, or one who must enroll MFA first: ending one's
+        // own session is still allowed.
+        Err(ServiceError::Forbidden(_) | ServiceError::MfaEnrollmentRequired) => {
             let who = caller.0.authorize::<OwnAccount>()?;
             state.accounts.revoke_own(&who, id).await?;
         }

@@ -160,11 +160,6 @@ use Fixture as F;
 /// enroll MFA first; an owner whose password check is six minutes old; the
 /// owner's cookie without the anti-CSRF header; no credentials; an expired
 /// and an ended session.
-///
-/// (1) An owner or admin who must enroll MFA first cannot end even their
-/// own other session (a viewer can): the handler tries "any member's
-/// session" first and falls back to "your own" only when that is refused
-/// for the role, not when it waits for enrollment.
 #[rustfmt::skip]
 const TABLE: &[Row] = &[
     //                                                                                                         Own  Adm  HR   Ana  View Aud  Key* KeyR Othr Mfa  Old  Csrf None Exp  End
@@ -200,10 +195,9 @@ const TABLE: &[Row] = &[
     row("GET",    "/v1/auth/sessions",                               None,                 F::None,           [200, 200, 200, 200, 200, 200, 403, 403, 200, 200, 200, 200, 401, 401, 401]),
     row("GET",    "/v1/auth/sessions?all=true",                      None,                 F::None,           [200, 200, 403, 403, 403, 403, 403, 403, 200, 403, 200, 200, 401, 401, 401]),
     row("GET",    "/v1/auth/sessions?user_id={user_id}",             None,                 F::None,           [200, 200, 403, 403, 403, 403, 403, 403, 200, 403, 200, 200, 401, 401, 401]),
-    // (1) in the Mfa column.
-    row("DELETE", "/v1/auth/sessions/{id}",                          None,                 F::OwnSession,     [204, 204, 204, 204, 204, 204, 403, 403, 404, 403, 204, 403, 401, 401, 401]),
+    row("DELETE", "/v1/auth/sessions/{id}",                          None,                 F::OwnSession,     [204, 204, 204, 204, 204, 204, 403, 403, 404, 204, 204, 403, 401, 401, 401]),
     // Another member's session is "not found" to a member who may only end their own.
-    row("DELETE", "/v1/auth/sessions/{id}",                          None,                 F::MembersSession, [204, 204, 404, 404, 404, 404, 403, 403, 404, 403, 204, 403, 401, 401, 401]),
+    row("DELETE", "/v1/auth/sessions/{id}",                          None,                 F::MembersSession, [204, 204, 404, 404, 404, 404, 403, 403, 404, 404, 204, 403, 401, 401, 401]),
     // Members.
     row("GET",    "/v1/members",                                     None,                 F::None,           [200, 200, 403, 403, 403, 403, 403, 403, 200, 403, 200, 200, 401, 401, 401]),
     row("POST",   "/v1/members",                                     Some(INVITE),         F::None,           [201, 201, 403, 403, 403, 403, 403, 403, 201, 403, 403, 403, 401, 401, 401]),
