@@ -47,7 +47,7 @@ use crate::pg::{self, Cluster};
 /// # Purge expired records once per interval ("off": never) in batches.
 /// retention_interval = "24h"
 /// retention_batch = 10000
-/// retention_pause = "0ms"
+/// retention_pause = "20ms"
 /// # People's sessions and login attempts.
 /// session_idle = "30m"
 /// session_lifetime = "12h"

@@ -148,7 +148,7 @@ struct ServeArgs {
     /// Records deleted per purge transaction, 1 to 100000 [default: 10000].
     #[arg(long, env = "ANNAL_RETENTION_BATCH")]
     retention_batch: Option<u32>,
-    /// Rest between two purge transactions, e.g. 20ms [default: 0ms].
+    /// Rest between two purge transactions, e.g. 0ms or 50ms [default: 20ms].
     #[arg(long, env = "ANNAL_RETENTION_PAUSE")]
     retention_pause: Option<String>,
     /// A session ends after this long without a request [default: 30m].
@@ -270,7 +270,7 @@ enum RetentionCommand {
         /// Records deleted per transaction, 1 to 100000 [default: 10000].
         #[arg(long)]
         batch: Option<u32>,
-        /// Rest between two transactions, e.g. 20ms [default: 0ms].
+        /// Rest between two transactions, e.g. 0ms or 50ms [default: 20ms].
         #[arg(long)]
         pause: Option<String>,
         /// Print JSON Lines, one object per tenant.
