@@ -50,10 +50,39 @@
 //! target/release/examples/load d --duration 600 --warmup 2
 //! ```
 //!
+//! Scenario `e` (retention; not part of `all`) measures the purge of
+//! expired records and what it costs the ingest running beside it. For each
+//! purge setting (every `--purge-batch` with every `--purge-pause`):
+//! - purge alone: a new tenant gets `--purge-rows` events received eight
+//!   years ago (appended in process, through the ledger with its clock set
+//!   back, so they are expired under the default seven-year period; a
+//!   checkpoint signed every `--purge-checkpoint-every` events), then a few
+//!   current ones, and a checkpoint covering them all; then
+//!   `annal retention run --tenant … --batch … --pause … --json` (the
+//!   binary at `--annal`, as the retention role) purges them with nothing
+//!   else running: rows purged ÷ the process's wall time, and where the CPU
+//!   went;
+//! - `--rounds` times, alternating which goes first: the batch load of `b`
+//!   on the first tenant while the same purge runs on another preloaded
+//!   tenant (the ingest warms up, the purge starts as the measured window
+//!   opens, and the window closes when the purge process exits), against
+//!   the same load for as long with no purge. Reported: the purge rate, and ingest events/s
+//!   and p99 with the purge as ratios of the same round's baseline.
+//!
+//! After every purge the generator runs `VACUUM annal.events` (timed, not
+//! measured), as autovacuum would, so the next preload reuses the space.
+//!
+//! ```text
+//! cargo build --release --bins --examples
+//! target/release/examples/load e --warmup 2 --rounds 2 \
+//!     --purge-rows 1000000 --purge-batch 10000,2000 --purge-pause 0ms,20ms
+//! ```
+//!
 //! Every phase runs `--warmup` seconds unmeasured, then `--duration`
-//! seconds measured: a request counts if it completes inside the measured
-//! window (its latency too). Workers stop starting requests at the end of
-//! the window; every request has a timeout, so the run always ends.
+//! seconds measured (in `e`, as long as the purge): a request counts if it
+//! completes inside the measured window (its latency too). Workers stop
+//! starting requests at the end of the window; every request has a timeout,
+//! so the run always ends.
 //!
 //! Besides events/s and latency, each phase reports where the CPU went
 //! (this process, `annal`, PostgreSQL, idle; from `/proc`), and from
@@ -63,6 +92,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::future::Future;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::pin::pin;
@@ -75,8 +105,9 @@ use annal::crypto::Pepper;
 use annal::crypto::signing::NoteSigner;
 use annal::ledger::{SignedCheckpoint, TenantId, TreeHash, VerifierKey, verify_inclusion};
 use annal::pg::{self, Cluster};
-use annal::service::auth::Scope;
+use annal::service::auth::{Authorized, Scope, WriteEvents};
 use annal::service::checkpoints::{Checkpointer, DEFAULT_INTERVAL, Keyring, Signed};
+use annal::service::events::Ledger;
 use annal::service::keys::Keys;
 use annal::service::{Clock, SharedClock, SystemClock, tenants};
 use annal::store::Store;
@@ -107,6 +138,9 @@ enum Scenario {
     /// Verifiability: checkpoint coverage under held batch load, signing
     /// cost, inclusion proofs and offline verification at 1M events.
     D,
+    /// Retention: the purge rate of `annal retention run`, and batch ingest
+    /// while it purges against the same ingest without it.
+    E,
     /// A, B and C.
     All,
 }
@@ -149,6 +183,21 @@ struct Args {
     /// Per-request timeout, seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// Expired events preloaded for each purge (scenario E).
+    #[arg(long, default_value_t = 1_000_000)]
+    purge_rows: u64,
+    /// Rows per purge transaction, comma-separated: each is tried with
+    /// each `--purge-pause` (scenario E).
+    #[arg(long, value_delimiter = ',', default_value = "10000,2000")]
+    purge_batch: Vec<u32>,
+    /// Rest between two purge transactions, e.g. `0ms,20ms` (scenario E).
+    #[arg(long, value_delimiter = ',', default_value = "0ms,20ms")]
+    purge_pause: Vec<String>,
+    /// A checkpoint is signed after every this many expired events
+    /// preloaded, as the server would for a tenant writing that many events
+    /// a second; 0: only one, after the current events (scenario E).
+    #[arg(long, default_value_t = 10_000)]
+    purge_checkpoint_every: u64,
 }
 
 /// Owns the cluster directory and the server process; cleans both up.
@@ -221,6 +270,8 @@ const COLUMNS: &str = "tenant_id, seq, event_id, received_at, action, record, le
 #[derive(Debug, Clone, Copy, Default)]
 struct Snapshot {
     me: u64,
+    /// Children of this process that ended (the purge runs of scenario E).
+    children: u64,
     annal: u64,
     postgres: u64,
     busy: u64,
@@ -231,6 +282,10 @@ struct Snapshot {
     /// `annal.events` (heap and indexes) and for `annal.tree_nodes`.
     events_reads: i64,
     tree_reads: i64,
+    /// WAL written, bytes (`pg_stat_wal.wal_bytes`).
+    wal_bytes: i64,
+    /// Autovacuums of `annal.events` so far.
+    autovacuums: i64,
 }
 
 /// One acknowledged batch (scenario D): when its answer arrived, by the
@@ -256,12 +311,19 @@ struct Phase {
     /// Shares of the machine (all cores = 100): this process, annal,
     /// PostgreSQL, anything else, idle.
     cpu: [f64; 5],
+    /// Share of the machine used by children of this process that ended
+    /// during the window (scenario E's purge run), and their CPU seconds.
+    children_cpu: f64,
+    children_seconds: f64,
     /// CPU microseconds per event: annal, PostgreSQL.
     cpu_per_event: [f64; 2],
     /// CPU seconds over the measured window: annal, PostgreSQL.
     cpu_seconds: [f64; 2],
     commits_per_event: f64,
     syncs_per_event: f64,
+    /// WAL bytes written, and autovacuums of `annal.events`, in the window.
+    wal_bytes: i64,
+    autovacuums: i64,
     /// The measured window, by the monotonic and by the wall clock.
     window: (Instant, Instant),
     wall: (DateTime<Utc>, DateTime<Utc>),
@@ -380,6 +442,53 @@ fn largest_seq(body: &[u8]) -> Option<u64> {
     receipts.events.iter().map(|r| r.seq).max()
 }
 
+/// A phase's measured window. It opens at `from` and closes after a set
+/// time or, when the phase measures something that runs meanwhile (scenario
+/// E's purge), when that ends; workers learn of it as it happens.
+#[derive(Debug, Clone)]
+struct Window {
+    from: Instant,
+    /// Nanoseconds after `from` at which the window closed (`u64::MAX`
+    /// while it is open).
+    until: Arc<AtomicU64>,
+}
+
+impl Window {
+    fn open(from: Instant) -> Window {
+        Window {
+            from,
+            until: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
+
+    fn close(&self, at: Instant) {
+        self.until
+            .store(self.nanos(at).unwrap_or(0), Ordering::Release);
+    }
+
+    /// Nanoseconds from the opening to `at`; `None` before it.
+    fn nanos(&self, at: Instant) -> Option<u64> {
+        let since = at.checked_duration_since(self.from)?;
+        Some(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn contains(&self, at: Instant) -> bool {
+        self.nanos(at)
+            .is_some_and(|n| n <= self.until.load(Ordering::Acquire))
+    }
+
+    /// Whether the window has closed by `at` (workers start nothing more).
+    fn is_over(&self, at: Instant) -> bool {
+        self.nanos(at)
+            .is_some_and(|n| n >= self.until.load(Ordering::Acquire))
+    }
+}
+
+/// Closes a measured window `length` after it opened.
+fn lasting(length: Duration) -> impl FnOnce(Instant) -> tokio::time::Sleep {
+    move |from| tokio::time::sleep_until((from + length).into())
+}
+
 /// What every worker of a phase reports.
 #[derive(Default)]
 struct Tally {
@@ -394,9 +503,9 @@ struct Tally {
 impl Tally {
     /// Counts a request that completed now, if now is inside `window`;
     /// says whether it counted.
-    fn record(&mut self, window: (Instant, Instant), started: Instant, events: u64) -> bool {
+    fn record(&mut self, window: &Window, started: Instant, events: u64) -> bool {
         let done = Instant::now();
-        let counted = done >= window.0 && done <= window.1;
+        let counted = window.contains(done);
         if counted {
             self.events += events;
             self.requests += 1;
@@ -419,6 +528,12 @@ struct Bench {
     /// A directory removed at the end (export bundles go here).
     scratch: PathBuf,
     app_url: String,
+    /// The cluster's postmaster: it and its children are PostgreSQL's CPU.
+    postmaster_pid: u32,
+    /// The retention role's connection string (scenario E's purges).
+    retention_url: String,
+    /// The server's API key pepper (scenario E's purges and preloads).
+    pepper: Pepper,
     server_pid: u32,
     base_url: String,
     keys: Vec<String>,
@@ -450,18 +565,32 @@ fn leak(bytes: Vec<u8>) -> &'static [u8] {
     Box::leak(bytes.into_boxed_slice())
 }
 
-/// utime+stime (+ reaped children) of a process, in clock ticks, and its name.
-fn proc_ticks(pid: &str) -> Option<(String, u64)> {
+/// A process as `/proc/<pid>/stat` shows it.
+struct ProcTicks {
+    comm: String,
+    parent: u32,
+    /// utime+stime, and that of its children it has reaped, in clock ticks.
+    own: u64,
+    reaped: u64,
+}
+
+fn proc_ticks(pid: &str) -> Option<ProcTicks> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let comm = stat.get(open + 1..close)?.to_owned();
     let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
-    // Fields after the name start at field 3 (state); utime is field 14.
-    let ticks = (11..15)
-        .filter_map(|i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    Some((comm, ticks))
+    // Fields after the name start at field 3 (state): ppid is field 4,
+    // utime field 14, cutime field 16.
+    let sum = |at: std::ops::Range<usize>| -> u64 {
+        at.filter_map(|i| fields.get(i)?.parse::<u64>().ok()).sum()
+    };
+    Some(ProcTicks {
+        comm,
+        parent: fields.get(1)?.parse().ok()?,
+        own: sum(11..13),
+        reaped: sum(13..15),
+    })
 }
 
 /// Busy and total ticks of the whole machine.
@@ -484,18 +613,22 @@ fn machine_ticks() -> (u64, u64) {
 
 impl Bench {
     async fn snapshot(&self) -> anyhow::Result<Snapshot> {
-        let me = proc_ticks("self").map_or(0, |(_, t)| t);
-        let annal = proc_ticks(&self.server_pid.to_string()).map_or(0, |(_, t)| t);
+        let (me, children) = proc_ticks("self").map_or((0, 0), |p| (p.own, p.reaped));
+        let annal = proc_ticks(&self.server_pid.to_string()).map_or(0, |p| p.own + p.reaped);
+        // Our cluster only: other PostgreSQL servers on the machine (other
+        // people's tests) are "other".
         let mut postgres = 0;
+        let postmaster = self.postmaster_pid.to_string();
         for entry in std::fs::read_dir("/proc")?.flatten() {
             let name = entry.file_name();
             let Some(pid) = name.to_str() else { continue };
             if !pid.bytes().all(|b| b.is_ascii_digit()) {
                 continue;
             }
-            if let Some((comm, ticks)) = proc_ticks(pid) {
-                if comm == "postgres" {
-                    postgres += ticks;
+            if let Some(p) = proc_ticks(pid) {
+                let ours = pid == postmaster || p.parent == self.postmaster_pid;
+                if p.comm == "postgres" && ours {
+                    postgres += p.own + p.reaped;
                 }
             }
         }
@@ -508,12 +641,16 @@ impl Bench {
                         (SELECT coalesce(sum(heap_blks_read + coalesce(idx_blks_read, 0)), 0)::int8 \
                            FROM pg_statio_all_tables WHERE schemaname = 'annal' AND relname = 'events'), \
                         (SELECT coalesce(sum(heap_blks_read + coalesce(idx_blks_read, 0)), 0)::int8 \
-                           FROM pg_statio_all_tables WHERE schemaname = 'annal' AND relname = 'tree_nodes')",
+                           FROM pg_statio_all_tables WHERE schemaname = 'annal' AND relname = 'tree_nodes'), \
+                        (SELECT wal_bytes::int8 FROM pg_stat_wal), \
+                        (SELECT coalesce(sum(autovacuum_count), 0)::int8 \
+                           FROM pg_stat_all_tables WHERE schemaname = 'annal' AND relname = 'events')",
                 &[],
             )
             .await?;
         Ok(Snapshot {
             me,
+            children,
             annal,
             postgres,
             busy,
@@ -522,26 +659,62 @@ impl Bench {
             wal_syncs: row.get(1),
             events_reads: row.get(2),
             tree_reads: row.get(3),
+            wal_bytes: row.get(4),
+            autovacuums: row.get(5),
         })
     }
 
-    /// Runs `workers` (each given the measured window) and collects the phase.
+    /// Runs `workers` for `--duration` seconds after `--warmup` and
+    /// collects the phase.
     async fn run_phase<F, Fut>(&self, name: &str, workers: usize, work: F) -> anyhow::Result<Phase>
     where
-        F: Fn(usize, (Instant, Instant)) -> Fut,
-        Fut: std::future::Future<Output = Tally> + Send + 'static,
+        F: Fn(usize, Window) -> Fut,
+        Fut: Future<Output = Tally> + Send + 'static,
     {
-        let start = Instant::now();
-        let from = start + Duration::from_secs(self.args.warmup);
-        let until = from + Duration::from_secs(self.args.duration);
+        let length = Duration::from_secs(self.args.duration);
+        let (phase, ()) = self
+            .run_window(name, workers, work, lasting(length))
+            .await?;
+        Ok(phase)
+    }
+
+    /// Runs `workers` (each given the measured window) and collects the
+    /// phase, printed if it has workers. The window opens after `--warmup`
+    /// seconds (at once without workers: nothing to warm up); then `close`
+    /// runs, given the opening instant, and the window closes when it
+    /// returns. Returns the phase and what `close` returned.
+    async fn run_window<F, Fut, C, CFut, T>(
+        &self,
+        name: &str,
+        workers: usize,
+        work: F,
+        close: C,
+    ) -> anyhow::Result<(Phase, T)>
+    where
+        F: Fn(usize, Window) -> Fut,
+        Fut: Future<Output = Tally> + Send + 'static,
+        C: FnOnce(Instant) -> CFut,
+        CFut: Future<Output = T>,
+    {
+        let warmup = if workers == 0 { 0 } else { self.args.warmup };
+        let from = Instant::now() + Duration::from_secs(warmup);
+        let window = Window::open(from);
         let handles: Vec<_> = (0..workers)
-            .map(|i| tokio::spawn(work(i, (from, until))))
+            .map(|i| tokio::spawn(work(i, window.clone())))
             .collect();
         tokio::time::sleep_until(from.into()).await;
         let wall_from = SystemClock.now();
         // PostgreSQL publishes its statistics at most once a second.
-        let before = self.snapshot().await?;
-        tokio::time::sleep_until(until.into()).await;
+        let before = match self.snapshot().await {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                window.close(Instant::now());
+                return Err(e);
+            }
+        };
+        let output = close(from).await;
+        let until = Instant::now();
+        window.close(until);
         let wall_until = SystemClock.now();
         let after = self.snapshot().await?;
         let mut total = Tally::default();
@@ -566,12 +739,13 @@ impl Bench {
             100.0 * d as f64 / machine
         };
         let idle = (after.total - before.total) - (after.busy - before.busy);
-        let (me, annal, postgres) = (
+        let (me, children, annal, postgres) = (
             after.me - before.me,
+            after.children - before.children,
             after.annal - before.annal,
             after.postgres.saturating_sub(before.postgres),
         );
-        let other = (after.busy - before.busy).saturating_sub(me + annal + postgres);
+        let other = (after.busy - before.busy).saturating_sub(me + children + annal + postgres);
         let events = total.events.max(1) as f64;
         // /proc counts in units of 1/100 s.
         let us_per_event = |ticks: u64| ticks as f64 * 1e4 / events;
@@ -584,27 +758,39 @@ impl Bench {
             seconds: (until - from).as_secs_f64(),
             latencies: total.latencies,
             cpu: [pct(me), pct(annal), pct(postgres), pct(other), pct(idle)],
+            children_cpu: pct(children),
+            children_seconds: children as f64 / 100.0,
             cpu_per_event: [us_per_event(annal), us_per_event(postgres)],
             cpu_seconds: [annal as f64 / 100.0, postgres as f64 / 100.0],
             commits_per_event: (after.commits - before.commits) as f64 / events,
             syncs_per_event: (after.wal_syncs - before.wal_syncs) as f64 / events,
+            wal_bytes: after.wal_bytes - before.wal_bytes,
+            autovacuums: after.autovacuums - before.autovacuums,
             window: (from, until),
             wall: (wall_from, wall_until),
             acks: total.acks,
         };
-        phase.print();
-        Ok(phase)
+        if workers > 0 {
+            phase.print();
+        }
+        Ok((phase, output))
     }
 
     /// `connections` HTTP/1.1 keep-alive connections posting `posts`;
-    /// worker `i` uses `key_of(i)`.
-    async fn http(
+    /// worker `i` uses `key_of(i)`. The window closes as `close` says
+    /// ([`Bench::run_window`]).
+    async fn http<C, CFut, T>(
         &self,
         name: &str,
         connections: usize,
         posts: Posts,
         key_of: impl Fn(usize) -> String,
-    ) -> anyhow::Result<Phase> {
+        close: C,
+    ) -> anyhow::Result<(Phase, T)>
+    where
+        C: FnOnce(Instant) -> CFut,
+        CFut: Future<Output = T>,
+    {
         let url = format!("{}{}", self.base_url, posts.path);
         let timeout = Duration::from_secs(self.args.timeout);
         let Posts {
@@ -613,73 +799,79 @@ impl Bench {
             acks,
             ..
         } = posts;
-        self.run_phase(name, connections, |i, window| {
-            let url = url.clone();
-            let key = format!("Bearer {}", key_of(i));
-            let bodies = bodies.clone();
-            async move {
-                let mut tally = Tally::default();
-                let client = match reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .tcp_nodelay(true)
-                    .timeout(timeout)
-                    .build()
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tally.fail(e.to_string());
-                        return tally;
-                    }
-                };
-                let mut n = i;
-                while Instant::now() < window.1 {
-                    n = n.wrapping_add(connections);
-                    let body = bodies[n % bodies.len()];
-                    let started = Instant::now();
-                    let sent = client
-                        .post(&url)
-                        .header("authorization", &key)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(resp) => {
-                            let status = resp.status();
-                            let text = resp.bytes().await;
-                            let acked = acks.then(|| (Instant::now(), SystemClock.now()));
-                            if status.as_u16() == 201 && text.is_ok() {
-                                let counted = tally.record(window, started, per_request);
-                                if let (true, Some((at, wall)), Ok(body)) = (counted, acked, &text)
-                                {
-                                    match largest_seq(body) {
-                                        Some(max_seq) => tally.acks.push(Ack {
-                                            at,
-                                            wall,
-                                            max_seq,
-                                            events: per_request,
-                                        }),
-                                        None => tally.fail("an answer without receipts".into()),
+        self.run_window(
+            name,
+            connections,
+            |i, window| {
+                let url = url.clone();
+                let key = format!("Bearer {}", key_of(i));
+                let bodies = bodies.clone();
+                async move {
+                    let mut tally = Tally::default();
+                    let client = match reqwest::Client::builder()
+                        .pool_max_idle_per_host(1)
+                        .tcp_nodelay(true)
+                        .timeout(timeout)
+                        .build()
+                    {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tally.fail(e.to_string());
+                            return tally;
+                        }
+                    };
+                    let mut n = i;
+                    while !window.is_over(Instant::now()) {
+                        n = n.wrapping_add(connections);
+                        let body = bodies[n % bodies.len()];
+                        let started = Instant::now();
+                        let sent = client
+                            .post(&url)
+                            .header("authorization", &key)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(resp) => {
+                                let status = resp.status();
+                                let text = resp.bytes().await;
+                                let acked = acks.then(|| (Instant::now(), SystemClock.now()));
+                                if status.as_u16() == 201 && text.is_ok() {
+                                    let counted = tally.record(&window, started, per_request);
+                                    if let (true, Some((at, wall)), Ok(body)) =
+                                        (counted, acked, &text)
+                                    {
+                                        match largest_seq(body) {
+                                            Some(max_seq) => tally.acks.push(Ack {
+                                                at,
+                                                wall,
+                                                max_seq,
+                                                events: per_request,
+                                            }),
+                                            None => tally.fail("an answer without receipts".into()),
+                                        }
                                     }
+                                } else {
+                                    let text = text.map_or_else(
+                                        |e| e.to_string(),
+                                        |b| String::from_utf8_lossy(&b).into_owned(),
+                                    );
+                                    tally.fail(format!("{status}: {text}"));
+                                    tokio::time::sleep(Duration::from_millis(10)).await;
                                 }
-                            } else {
-                                let text = text.map_or_else(
-                                    |e| e.to_string(),
-                                    |b| String::from_utf8_lossy(&b).into_owned(),
-                                );
-                                tally.fail(format!("{status}: {text}"));
+                            }
+                            Err(e) => {
+                                tally.fail(e.to_string());
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                         }
-                        Err(e) => {
-                            tally.fail(e.to_string());
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
                     }
+                    tally
                 }
-                tally
-            }
-        })
+            },
+            close,
+        )
         .await
     }
 
@@ -720,7 +912,7 @@ impl Bench {
                         }
                     };
                     let mut n = i;
-                    while Instant::now() < window.1 {
+                    while !window.is_over(Instant::now()) {
                         n = n.wrapping_add(1);
                         let t = &templates[n % templates.len()];
                         let s = seq.fetch_add(1, Ordering::Relaxed);
@@ -729,7 +921,7 @@ impl Bench {
                         let done = client.execute(&stmt, &t.row(&tenant, &s, &id)).await;
                         match done {
                             Ok(_) => {
-                                tally.record(window, started, 1);
+                                tally.record(&window, started, 1);
                             }
                             Err(e) => tally.fail(e.to_string()),
                         }
@@ -759,7 +951,7 @@ impl Bench {
                 async move {
                     let mut tally = Tally::default();
                     let mut n = i;
-                    while Instant::now() < window.1 {
+                    while !window.is_over(Instant::now()) {
                         let started = Instant::now();
                         let result: Result<u64, tokio_postgres::Error> = async {
                             let sink = client.copy_in(&copy).await?;
@@ -795,7 +987,7 @@ impl Bench {
                         .await;
                         match result {
                             Ok(rows) => {
-                                tally.record(window, started, rows);
+                                tally.record(&window, started, rows);
                             }
                             Err(e) => tally.fail(e.to_string()),
                         }
@@ -816,15 +1008,33 @@ impl Bench {
             per_request: 1,
             acks: false,
         };
-        self.http(name, self.args.connections, posts, move |i| {
-            keys[i % tenants].clone()
-        })
-        .await
+        let length = Duration::from_secs(self.args.duration);
+        let key_of = move |i: usize| keys[i % tenants].clone();
+        let (phase, ()) = self
+            .http(name, self.args.connections, posts, key_of, lasting(length))
+            .await?;
+        Ok(phase)
     }
 
     /// Batches on `--batch-clients` connections to the first tenant; with
     /// `acks`, every acknowledged batch is kept (scenario D).
     async fn batches(&self, name: &str, acks: bool) -> anyhow::Result<Phase> {
+        let length = Duration::from_secs(self.args.duration);
+        let (phase, ()) = self.batches_until(name, acks, lasting(length)).await?;
+        Ok(phase)
+    }
+
+    /// [`Bench::batches`], the window closing as `close` says.
+    async fn batches_until<C, CFut, T>(
+        &self,
+        name: &str,
+        acks: bool,
+        close: C,
+    ) -> anyhow::Result<(Phase, T)>
+    where
+        C: FnOnce(Instant) -> CFut,
+        CFut: Future<Output = T>,
+    {
         let key = self.keys[0].clone();
         let posts = Posts {
             path: "/v1/events/batch",
@@ -832,8 +1042,14 @@ impl Bench {
             per_request: self.args.batch_size as u64,
             acks,
         };
-        self.http(name, self.args.batch_clients, posts, move |_| key.clone())
-            .await
+        self.http(
+            name,
+            self.args.batch_clients,
+            posts,
+            move |_| key.clone(),
+            close,
+        )
+        .await
     }
 }
 
@@ -1491,7 +1707,7 @@ fn coverage(
                     })
             };
             let busy = delta(|s| s.busy);
-            let ours = delta(|s| s.me + s.annal + s.postgres);
+            let ours = delta(|s| s.me + s.children + s.annal + s.postgres);
             let other = busy.zip(ours).map(|(b, o)| b.saturating_sub(o));
             let idle = delta(|s| s.total)
                 .zip(busy)
@@ -1590,7 +1806,9 @@ impl Bench {
         println!("D3 inclusion proofs");
         let size = self.top_up(tenant, MILLION).await?;
         println!("  log size {size} (topped up from {size_after_d1})");
-        let (note, checkpoint) = self.latest_checkpoint(&http, MILLION).await?;
+        let (note, checkpoint) = self
+            .latest_checkpoint(&http, &self.keys[0], MILLION)
+            .await?;
         let at_latest = self.inclusion(&http, &note, &checkpoint).await?;
         at_latest.print();
         // The target names 1M events: the same at the first checkpoint of at
@@ -1868,20 +2086,21 @@ impl Bench {
         self.log_size(tenant).await
     }
 
-    /// `GET /v1/checkpoint`, once it answers a checkpoint of at least
-    /// `size` (the server signs on demand at most once per interval, so the
-    /// newest events may wait for the background signer), its signature
-    /// verified with the server's public key.
+    /// `GET /v1/checkpoint` with `key`, once it answers a checkpoint of at
+    /// least `size` (the server signs on demand at most once per interval,
+    /// so the newest events may wait for the background signer), its
+    /// signature verified with the server's public key.
     async fn latest_checkpoint(
         &self,
         http: &reqwest::Client,
+        key: &str,
         size: u64,
     ) -> anyhow::Result<(String, annal::ledger::Checkpoint)> {
         let deadline = Instant::now() + DEFAULT_INTERVAL * 30;
         loop {
             let resp = http
                 .get(format!("{}/v1/checkpoint", self.base_url))
-                .bearer_auth(&self.keys[0])
+                .bearer_auth(key)
                 .send()
                 .await?;
             if resp.status().as_u16() != 200 {
@@ -2084,6 +2303,600 @@ impl Bench {
     }
 }
 
+/// How long ago scenario E's expired events were received: eight years, a
+/// year past the default retention period.
+const EXPIRED_AGE_MONTHS: u32 = 96;
+/// Current events appended after the expired ones, so that the purged
+/// tenant's head is young, as in a real log (a purge never takes the head).
+const YOUNG_EVENTS: u64 = 10;
+/// Events per in-process append while preloading, and appends in flight
+/// (the appender groups them into one transaction, as the server's does).
+const PRELOAD_CHUNK: u64 = 1000;
+const PRELOAD_APPENDS: usize = 4;
+/// Scenario E's targets: rows purged per second; ingest while purging
+/// against ingest without: events/s at least, p99 latency at most.
+const PURGE_RATE_TARGET: f64 = 50_000.0;
+const INGEST_RATIO_TARGET: f64 = 0.7;
+const P99_RATIO_TARGET: f64 = 2.0;
+
+/// A clock stopped at one instant: scenario E dates its expired events
+/// with it.
+struct StoppedClock(DateTime<Utc>);
+
+impl Clock for StoppedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+/// One purge setting of scenario E.
+#[derive(Debug, Clone)]
+struct PurgeSetting {
+    batch: u32,
+    /// As `annal retention run --pause` takes it, e.g. `20ms`.
+    pause: String,
+}
+
+impl PurgeSetting {
+    fn text(&self) -> String {
+        format!("batch {} pause {}", self.batch, self.pause)
+    }
+}
+
+/// The fields of an `annal retention run --json` line read here.
+#[derive(Deserialize)]
+struct RunLine {
+    status: String,
+    purged: u64,
+    boundary_from: u64,
+    batches: u64,
+}
+
+/// One `annal retention run`, timed from outside, with the batches'
+/// start times from the boundaries it recorded (`purged_at`, the start
+/// of each batch's transaction).
+#[derive(Debug, Clone)]
+struct PurgeRun {
+    purged: u64,
+    batches: u64,
+    /// Wall time of the process, from spawning it to its exit.
+    seconds: f64,
+    /// From spawning the process to its first batch, and from its last
+    /// batch's start to its exit (the last batch, the `retention.purged`
+    /// event and the checkpoint after it).
+    lead: f64,
+    tail: f64,
+    /// Rows per second over every batch but the last: their rows over the
+    /// time from the first batch's start to the last's (pauses included).
+    loop_rate: f64,
+    /// Seconds between the starts of consecutive batches, in order.
+    gaps: Vec<f64>,
+}
+
+impl PurgeRun {
+    fn rate(&self) -> f64 {
+        self.purged as f64 / self.seconds
+    }
+}
+
+/// One purge measured in scenario E: the run, the window around it, and
+/// the seconds of the `VACUUM annal.events` after it.
+#[derive(Debug, Clone)]
+struct Purge {
+    run: PurgeRun,
+    phase: Phase,
+    vacuum: f64,
+}
+
+impl Purge {
+    fn print(&self, name: &str) {
+        let run = &self.run;
+        let phase = &self.phase;
+        let mut sorted = run.gaps.clone();
+        sorted.sort_by(f64::total_cmp);
+        let gap = |p: f64| {
+            let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+            sorted.get(i).map_or(f64::NAN, |g| g * 1e3)
+        };
+        // Whether a batch costs more the more has been purged before it.
+        let tenth = (run.gaps.len() / 10).max(1);
+        let mean_ms = |gaps: &[f64]| gaps.iter().sum::<f64>() * 1e3 / gaps.len().max(1) as f64;
+        let first = mean_ms(run.gaps.get(..tenth).unwrap_or_default());
+        let last = mean_ms(
+            run.gaps
+                .get(run.gaps.len().saturating_sub(tenth)..)
+                .unwrap_or_default(),
+        );
+        println!(
+            "  {name}: purged {} rows in {:.2} s = {:.0} rows/s ({} batches; over the batches {:.0} rows/s; \
+             spawn to first batch {:.2} s, last batch start to exit {:.2} s; between batch starts p50 {:.1} ms max {:.1} ms, \
+             mean over the first tenth {first:.1} ms, the last tenth {last:.1} ms)",
+            run.purged,
+            run.seconds,
+            run.rate(),
+            run.batches,
+            run.loop_rate,
+            run.lead,
+            run.tail,
+            gap(0.5),
+            gap(1.0),
+        );
+        // Alone, all of PostgreSQL's work and WAL in the window is the
+        // purge's; beside ingest, see [`PurgeRound::purge_pg_seconds`].
+        let per_row = if phase.events == 0 {
+            format!(
+                " = {:.1} us/row; WAL {:.0} bytes/row",
+                phase.cpu_seconds[1] * 1e6 / run.purged.max(1) as f64,
+                phase.wal_bytes as f64 / run.purged.max(1) as f64
+            )
+        } else {
+            format!(
+                " with the ingest's; WAL {:.0} MB with the ingest's",
+                phase.wal_bytes as f64 / 1e6
+            )
+        };
+        println!(
+            "    cpu% gen/annal/pg/purge-process/other/idle {:.0}/{:.0}/{:.0}/{:.0}/{:.0}/{:.0}; \
+             CPU s purge process {:.2}, pg {:.1}{per_row}; \
+             autovacuums of annal.events in the window {}; VACUUM afterwards {:.1} s",
+            phase.cpu[0],
+            phase.cpu[1],
+            phase.cpu[2],
+            phase.children_cpu,
+            phase.cpu[3],
+            phase.cpu[4],
+            phase.children_seconds,
+            phase.cpu_seconds[1],
+            phase.autovacuums,
+            self.vacuum,
+        );
+    }
+}
+
+/// One round of scenario E: ingest while a purge runs, and without.
+#[derive(Debug, Clone)]
+struct PurgeRound {
+    baseline: Phase,
+    purging: Purge,
+}
+
+impl PurgeRound {
+    fn throughput_ratio(&self) -> f64 {
+        ratio(&self.purging.phase, &self.baseline)
+    }
+
+    fn p99_ratio(&self) -> f64 {
+        let p99 = |phase: &Phase| phase.percentile(0.99).map_or(f64::NAN, ms);
+        p99(&self.purging.phase) / p99(&self.baseline)
+    }
+
+    /// PostgreSQL's CPU seconds in the purge's window beyond what its
+    /// ingest cost at the baseline's CPU per event: the purge's share, and
+    /// anything the purge made the ingest cost extra.
+    fn purge_pg_seconds(&self) -> f64 {
+        let phase = &self.purging.phase;
+        phase.cpu_seconds[1] - self.baseline.cpu_per_event[1] * phase.events as f64 / 1e6
+    }
+}
+
+/// What preloads scenario E's expired tenants: the app role's pool and
+/// keys, a ledger and a checkpoint signer whose clock stands
+/// [`EXPIRED_AGE_MONTHS`] back, and a ledger on the real clock for the
+/// current events.
+struct Preload {
+    store: Store,
+    keys: Keys,
+    expired: Ledger,
+    signer: Checkpointer,
+    current: Ledger,
+    made: AtomicU64,
+}
+
+impl Bench {
+    /// Scenario E: the purge of expired records alone, and the batch load
+    /// of B while it runs against the same load without it.
+    async fn retention(&self) -> anyhow::Result<()> {
+        let now = SystemClock.now();
+        let then = now
+            .checked_sub_months(chrono::Months::new(EXPIRED_AGE_MONTHS))
+            .ok_or_else(|| anyhow!("no date {EXPIRED_AGE_MONTHS} months back"))?;
+        let store = Store::connect(&self.app_url, 2 * PRELOAD_APPENDS)?;
+        let real: SharedClock = Arc::new(SystemClock);
+        let stopped: SharedClock = Arc::new(StoppedClock(then));
+        let preload = Preload {
+            keys: Keys::new(store.clone(), self.pepper.clone(), real.clone()),
+            expired: Ledger::new(
+                store.clone(),
+                stopped.clone(),
+                2 * PRELOAD_CHUNK as usize,
+                None,
+            ),
+            signer: Checkpointer::new(
+                store.clone(),
+                self.keyring.clone(),
+                stopped,
+                DEFAULT_INTERVAL,
+            ),
+            current: Ledger::new(store.clone(), real, 2 * PRELOAD_CHUNK as usize, None),
+            store,
+            made: AtomicU64::new(0),
+        };
+        let settings: Vec<PurgeSetting> = self
+            .args
+            .purge_batch
+            .iter()
+            .flat_map(|batch| {
+                self.args.purge_pause.iter().map(|pause| PurgeSetting {
+                    batch: *batch,
+                    pause: pause.clone(),
+                })
+            })
+            .collect();
+        for setting in &settings {
+            annal::config::parse_duration(&setting.pause)?;
+        }
+        println!(
+            "E: {} expired events per purge (received {EXPIRED_AGE_MONTHS} months ago, a checkpoint every {}) \
+             + {YOUNG_EVENTS} current; ingest: {} batch clients x {} events to another tenant",
+            self.args.purge_rows,
+            self.args.purge_checkpoint_every,
+            self.args.batch_clients,
+            self.args.batch_size
+        );
+
+        let mut results = Vec::new();
+        for setting in &settings {
+            println!("E {}", setting.text());
+            let tenant = self.expired_tenant(&preload).await?;
+            let (phase, run) = self
+                .run_window(
+                    "E purge alone",
+                    0,
+                    |_, _| async { Tally::default() },
+                    |_| self.purge(tenant, setting),
+                )
+                .await?;
+            let alone = Purge {
+                run: run?,
+                phase,
+                vacuum: self.vacuum().await?,
+            };
+            alone.print("purge alone");
+            let mut rounds: Vec<PurgeRound> = Vec::new();
+            for round in 1..=self.args.rounds {
+                println!(" round {round}");
+                let tenant = self.expired_tenant(&preload).await?;
+                let flip = round % 2 == 0;
+                let (baseline, purging) = if flip {
+                    // As long as the last purge of this setting took.
+                    let length = rounds
+                        .last()
+                        .map_or(alone.run.seconds, |r| r.purging.phase.seconds);
+                    let baseline = self.ingest_for(Duration::from_secs_f64(length)).await?;
+                    (baseline, self.ingest_purging(tenant, setting).await?)
+                } else {
+                    let purging = self.ingest_purging(tenant, setting).await?;
+                    let length = Duration::from_secs_f64(purging.phase.seconds);
+                    (self.ingest_for(length).await?, purging)
+                };
+                let round = PurgeRound { baseline, purging };
+                println!(
+                    "  => ingest while purging / without: events/s {:.2} (target >= {INGEST_RATIO_TARGET}), \
+                     p99 {:.2} (target <= {P99_RATIO_TARGET}); purge {:.0} rows/s (target >= {PURGE_RATE_TARGET:.0}); \
+                     pg CPU beyond the ingest's {:.1} s = {:.1} us/purged row; \
+                     autovacuums of annal.events while purging {}, without {}",
+                    round.throughput_ratio(),
+                    round.p99_ratio(),
+                    round.purging.run.rate(),
+                    round.purge_pg_seconds(),
+                    round.purge_pg_seconds() * 1e6 / round.purging.run.purged.max(1) as f64,
+                    round.purging.phase.autovacuums,
+                    round.baseline.autovacuums,
+                );
+                rounds.push(round);
+            }
+            let size: i64 = self
+                .stats
+                .query_one("SELECT pg_database_size(current_database())::int8", &[])
+                .await?
+                .try_get(0)?;
+            println!("  database size now {:.2} GB", size as f64 / 1e9);
+            results.push((setting, alone, rounds));
+        }
+
+        println!("summary (scenario E)");
+        println!(
+            "  {:<22} {:>12} {:>5} {:>12} {:>20} {:>6} {:>16} {:>6} {:>18}",
+            "setting",
+            "alone rows/s",
+            "round",
+            "purge rows/s",
+            "ingest ev/s with/w-o",
+            "ratio",
+            "p99 ms with/w-o",
+            "ratio",
+            "other% with/w-o"
+        );
+        for (setting, alone, rounds) in &results {
+            for (i, round) in rounds.iter().enumerate() {
+                let p99 = |phase: &Phase| phase.percentile(0.99).map_or(f64::NAN, ms);
+                println!(
+                    "  {:<22} {:>12} {:>5} {:>12.0} {:>20} {:>6.2} {:>16} {:>6.2} {:>18}",
+                    if i == 0 {
+                        setting.text()
+                    } else {
+                        String::new()
+                    },
+                    if i == 0 {
+                        format!("{:.0}", alone.run.rate())
+                    } else {
+                        String::new()
+                    },
+                    i + 1,
+                    round.purging.run.rate(),
+                    format!(
+                        "{:.0} / {:.0}",
+                        round.purging.phase.rate(),
+                        round.baseline.rate()
+                    ),
+                    round.throughput_ratio(),
+                    format!(
+                        "{:.1} / {:.1}",
+                        p99(&round.purging.phase),
+                        p99(&round.baseline)
+                    ),
+                    round.p99_ratio(),
+                    format!(
+                        "{:.0} / {:.0}",
+                        round.purging.phase.cpu[3], round.baseline.cpu[3]
+                    ),
+                );
+            }
+            let all = |met: &dyn Fn(&PurgeRound) -> bool| {
+                let n = rounds.iter().filter(|r| met(r)).count();
+                match n {
+                    _ if rounds.is_empty() => "-".to_owned(),
+                    n if n == rounds.len() => "met".to_owned(),
+                    0 => "MISSED".to_owned(),
+                    n => format!("met in {n} of {} rounds", rounds.len()),
+                }
+            };
+            println!(
+                "    {}: purge >= {PURGE_RATE_TARGET:.0} rows/s alone: {}, while ingesting: {}; \
+                 ingest >= {INGEST_RATIO_TARGET}x: {}; p99 <= {P99_RATIO_TARGET}x: {}",
+                setting.text(),
+                verdict(alone.run.rate() >= PURGE_RATE_TARGET),
+                all(&|r| r.purging.run.rate() >= PURGE_RATE_TARGET),
+                all(&|r| r.throughput_ratio() >= INGEST_RATIO_TARGET),
+                all(&|r| r.p99_ratio() <= P99_RATIO_TARGET),
+            );
+        }
+        Ok(())
+    }
+
+    /// A new tenant with `--purge-rows` events received
+    /// [`EXPIRED_AGE_MONTHS`] ago, appended in process (the server never
+    /// appends to it first: receive times never go back), then
+    /// [`YOUNG_EVENTS`] current ones, and a checkpoint signed over all.
+    async fn expired_tenant(&self, preload: &Preload) -> anyhow::Result<TenantId> {
+        let started = Instant::now();
+        let n = preload.made.fetch_add(1, Ordering::Relaxed);
+        let clock: SharedClock = Arc::new(SystemClock);
+        let tenant = tenants::create(&preload.store, &clock, &format!("expired-{n}"))
+            .await
+            .map_err(|e| anyhow!("creating a tenant: {e}"))?;
+        let key = preload
+            .keys
+            .create(tenant.tenant_id, &Scope::ALL)
+            .await
+            .map_err(|e| anyhow!("creating a key: {e}"))?;
+        let who = preload
+            .keys
+            .authenticate(&key.api_key)
+            .await
+            .and_then(|p| p.authorize::<WriteEvents>())
+            .map_err(|e| anyhow!("authenticating the preload: {e}"))?;
+        let who = Arc::new(who);
+        let rows = self.args.purge_rows;
+        let every = match self.args.purge_checkpoint_every {
+            0 => rows,
+            n => n,
+        };
+        let mut loaded = 0;
+        let mut checkpoints = 0;
+        while loaded < rows {
+            let upto = rows.min(loaded + every);
+            self.append_expired(preload, &who, loaded..upto).await?;
+            loaded = upto;
+            if loaded < rows {
+                preload
+                    .signer
+                    .sign_now(tenant.tenant_id)
+                    .await
+                    .map_err(|e| anyhow!("signing a preload checkpoint: {e}"))?;
+                checkpoints += 1;
+            }
+        }
+        preload
+            .current
+            .append(&who, prepared(rows..rows + YOUNG_EVENTS)?)
+            .await
+            .map_err(|e| anyhow!("appending current events: {e}"))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+        self.latest_checkpoint(&http, &key.api_key, rows + YOUNG_EVENTS)
+            .await?;
+        println!(
+            "  preloaded tenant {}: {rows} expired + {YOUNG_EVENTS} current events, {} checkpoints, \
+             in {seconds:.1} s ({:.0} events/s)",
+            tenant.tenant_id,
+            checkpoints + 1,
+            rows as f64 / seconds
+        );
+        Ok(tenant.tenant_id)
+    }
+
+    /// Appends the expired events `range` in chunks, [`PRELOAD_APPENDS`]
+    /// at a time.
+    async fn append_expired(
+        &self,
+        preload: &Preload,
+        who: &Arc<Authorized<WriteEvents>>,
+        range: std::ops::Range<u64>,
+    ) -> anyhow::Result<()> {
+        let next = Arc::new(AtomicU64::new(range.start));
+        let appends: Vec<_> = (0..PRELOAD_APPENDS)
+            .map(|_| {
+                let (ledger, who, next) = (preload.expired.clone(), who.clone(), next.clone());
+                let end = range.end;
+                tokio::spawn(async move {
+                    loop {
+                        let first = next.fetch_add(PRELOAD_CHUNK, Ordering::Relaxed);
+                        if first >= end {
+                            return anyhow::Ok(());
+                        }
+                        let events = prepared(first..end.min(first + PRELOAD_CHUNK))?;
+                        ledger
+                            .append(&who, events)
+                            .await
+                            .map_err(|e| anyhow!("appending expired events: {e}"))?;
+                    }
+                })
+            })
+            .collect();
+        for append in appends {
+            append.await??;
+        }
+        Ok(())
+    }
+
+    /// The batch load of B for `length` after `--warmup`, no purge.
+    async fn ingest_for(&self, length: Duration) -> anyhow::Result<Phase> {
+        let name = "E baseline: batch POSTs, no purge";
+        let (phase, ()) = self.batches_until(name, false, lasting(length)).await?;
+        Ok(phase)
+    }
+
+    /// The batch load of B while `tenant` is purged: the purge starts when
+    /// the window opens, and the window closes when it exits.
+    async fn ingest_purging(
+        &self,
+        tenant: TenantId,
+        setting: &PurgeSetting,
+    ) -> anyhow::Result<Purge> {
+        let name = "E batch POSTs while purging";
+        let (phase, run) = self
+            .batches_until(name, false, |_| self.purge(tenant, setting))
+            .await?;
+        let purge = Purge {
+            run: run?,
+            phase,
+            vacuum: self.vacuum().await?,
+        };
+        purge.print("purge");
+        Ok(purge)
+    }
+
+    /// Runs `annal retention run` for `tenant` as an operator would, as the
+    /// retention role, and reads what it purged and when its batches ran.
+    async fn purge(&self, tenant: TenantId, setting: &PurgeSetting) -> anyhow::Result<PurgeRun> {
+        let mut command = Command::new(&self.args.annal);
+        command
+            .args(["retention", "run", "--json", "--tenant"])
+            .arg(tenant.as_uuid().to_string())
+            .args(["--batch", &setting.batch.to_string()])
+            .args(["--pause", &setting.pause])
+            .env("DATABASE_URL", &self.app_url)
+            .env("ANNAL_RETENTION_DATABASE_URL", &self.retention_url)
+            .env("ANNAL_API_KEY_PEPPER", self.pepper.to_hex())
+            .env(
+                "ANNAL_SIGNING_KEY",
+                self.keyring.signer().to_skey().as_str(),
+            )
+            .stdin(Stdio::null());
+        let spawned = SystemClock.now();
+        let started = Instant::now();
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await?
+            .with_context(|| format!("starting {}", self.args.annal.display()))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let exited = SystemClock.now();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            bail!(
+                "annal retention run: {}: {} {}",
+                output.status,
+                stdout.trim(),
+                stderr.trim()
+            );
+        }
+        let line: RunLine = serde_json::from_str(stdout.trim())
+            .with_context(|| format!("annal retention run's report: {stdout}"))?;
+        if line.status != "purged" || line.purged != self.args.purge_rows {
+            bail!(
+                "annal retention run purged {} of {} expired rows ({}): {stdout}",
+                line.purged,
+                self.args.purge_rows,
+                line.status
+            );
+        }
+        let starts: Vec<(u64, DateTime<Utc>)> = self
+            .stats
+            .query(
+                "SELECT size, purged_at FROM annal.purge_boundaries WHERE tenant_id = $1 ORDER BY size",
+                &[&tenant.as_uuid()],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((u64::try_from(r.try_get::<_, i64>(0)?)?, r.try_get(1)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let seconds_between = |a: DateTime<Utc>, b: DateTime<Utc>| {
+            (b - a).num_microseconds().unwrap_or(0) as f64 / 1e6
+        };
+        let (Some(first), Some(last)) = (starts.first(), starts.last()) else {
+            bail!("annal retention run recorded no boundary");
+        };
+        let loop_rate = match starts.len().checked_sub(2).and_then(|i| starts.get(i)) {
+            Some((before_last, _)) => {
+                (before_last - line.boundary_from) as f64 / seconds_between(first.1, last.1)
+            }
+            None => f64::NAN,
+        };
+        let gaps: Vec<f64> = starts
+            .windows(2)
+            .map(|w| seconds_between(w[0].1, w[1].1))
+            .collect();
+        Ok(PurgeRun {
+            purged: line.purged,
+            batches: line.batches,
+            seconds,
+            lead: seconds_between(spawned, first.1),
+            tail: seconds_between(last.1, exited),
+            loop_rate,
+            gaps,
+        })
+    }
+
+    /// `VACUUM annal.events`, as autovacuum would after a purge, so that
+    /// the next preload reuses the space; its seconds.
+    async fn vacuum(&self) -> anyhow::Result<f64> {
+        let started = Instant::now();
+        self.stats.batch_execute("VACUUM annal.events").await?;
+        Ok(started.elapsed().as_secs_f64())
+    }
+}
+
+/// The events `event(n)` for `n` in `range`, prepared for the ledger.
+fn prepared(range: std::ops::Range<u64>) -> anyhow::Result<Vec<annal::service::append::Pending>> {
+    range
+        .map(|n| {
+            let input = serde_json::from_value(event(n as usize))?;
+            annal::service::events::prepare(input).map_err(|e| anyhow!("preparing an event: {e}"))
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -2123,6 +2936,12 @@ async fn run(args: Args, cluster: Cluster, teardown: &mut Teardown) -> anyhow::R
          'fsync', 'synchronous_commit', 'wal_sync_method', 'commit_delay', 'wal_buffers', \
          'max_wal_size')",
     )?;
+
+    let postmaster_pid: u32 = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid"))?
+        .lines()
+        .next()
+        .and_then(|pid| pid.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no pid in postmaster.pid"))?;
 
     let app_url = cluster.connection_string(pg::APP_ROLE, pg::DATABASE);
     let store = Store::connect(&app_url, 4)?;
@@ -2229,11 +3048,15 @@ async fn run(args: Args, cluster: Cluster, teardown: &mut Teardown) -> anyhow::R
         args.annal.display(),
         args.server_env
     );
+    let measured = if args.scenario == Scenario::E {
+        "as long as each purge".to_owned()
+    } else {
+        format!("{} s measured", args.duration)
+    };
     println!(
-        "run:        scenario {:?}, {} s measured + {} s warm-up per phase, {} round(s), \
+        "run:        scenario {:?}, {measured} + {} s warm-up per phase, {} round(s), \
          {} connections, {} batch clients x {} events, {} tenants",
         args.scenario,
-        args.duration,
         args.warmup,
         args.rounds,
         args.connections,
@@ -2246,6 +3069,9 @@ async fn run(args: Args, cluster: Cluster, teardown: &mut Teardown) -> anyhow::R
         cluster: cluster.clone(),
         scratch: teardown.root.clone(),
         app_url,
+        postmaster_pid,
+        retention_url: cluster.connection_string(pg::RETENTION_ROLE, pg::DATABASE),
+        pepper,
         server_pid,
         base_url,
         keys,
@@ -2264,6 +3090,9 @@ async fn run(args: Args, cluster: Cluster, teardown: &mut Teardown) -> anyhow::R
     let mut ratios: HashMap<&str, Vec<f64>> = HashMap::new();
     if bench.args.scenario == Scenario::D {
         return bench.verifiability().await;
+    }
+    if bench.args.scenario == Scenario::E {
+        return bench.retention().await;
     }
     let run = |s: Scenario| bench.args.scenario == s || bench.args.scenario == Scenario::All;
     for round in 1..=bench.args.rounds {
