@@ -434,7 +434,7 @@ BEGIN
         VALUES (p_tenant, v_end, v_chain, v_range, v_attest, v_cutoff, v_period, v_now, now());
     PERFORM set_config('annal.purge_tenant', p_tenant::text, true);
     PERFORM set_config('annal.purge_below', v_end::text, true);
-    DELETE FROM annal.events e WHERE e.tenant_id = p_tenant AND e.seq < v_end;
+    DELETE FROM annal.events e WHERE e.tenant_id = p_tenant AND e.seq >= v_from AND e.seq < v_end;
     GET DIAGNOSTICS v_deleted = ROW_COUNT;
     PERFORM set_config('annal.purge_tenant', '', true);
     PERFORM set_config('annal.purge_below', '', true);
